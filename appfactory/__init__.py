@@ -1,0 +1,45 @@
+"""The application factory: the only place that wires the service together."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from typing import Any
+
+from flask import Flask
+from werkzeug.middleware.proxy_fix import ProxyFix
+
+from appfactory import config
+from appfactory.cli import register_cli
+from appfactory.errors import register_error_handlers
+from appfactory.extensions import init_extensions
+from appfactory.hooks import register_hooks
+from appfactory.logging import configure_logging
+
+__version__ = "0.1.0"
+
+
+def create_app(overrides: Mapping[str, Any] | None = None) -> Flask:
+    """Build a configured app; tests pass overrides instead of environment variables."""
+    settings = config.load(os.environ, overrides)
+    configure_logging(settings["LOG_LEVEL"], settings["LOG_FORMAT"])
+
+    app = Flask(__name__)
+    app.config.update(config.flask_config(settings, app.instance_path), VERSION=__version__)
+    app.json.sort_keys = False
+    os.makedirs(app.instance_path, exist_ok=True)
+    if app.config["TRUSTED_PROXIES"]:
+        app.wsgi_app = ProxyFix(app.wsgi_app, x_for=app.config["TRUSTED_PROXIES"])
+
+    init_extensions(app)
+    register_hooks(app)
+    register_error_handlers(app)
+    _register_blueprints(app)
+    register_cli(app)
+    return app
+
+
+def _register_blueprints(app: Flask) -> None:
+    from blueprints import register_blueprints
+
+    register_blueprints(app)

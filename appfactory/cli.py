@@ -1,0 +1,24 @@
+"""`flask db ...`: schema commands."""
+
+from __future__ import annotations
+
+import click
+from flask import Flask, current_app
+from flask.cli import AppGroup
+
+from appfactory import migrate
+
+db_cli = AppGroup("db", help="Database schema commands.")
+
+
+@db_cli.command("upgrade")
+@click.option("--revision", default="head", show_default=True, help="Target alembic revision.")
+def upgrade(revision: str) -> None:
+    """Bring the database schema up to date."""
+    migrate.upgrade(current_app.config["DATABASE_URL"], revision)
+    click.echo(f"database at {revision}")
+
+
+def register_cli(app: Flask) -> None:
+    """Attach the service's command groups to `flask`."""
+    app.cli.add_command(db_cli)

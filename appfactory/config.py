@@ -1,0 +1,177 @@
+"""Configuration: every environment variable of the service, parsed and validated once."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import urlsplit
+
+
+class ConfigError(ValueError):
+    """An environment value that the service cannot start with."""
+
+
+@dataclass(frozen=True)
+class Var:
+    """One documented variable: its name, default and parser."""
+
+    name: str
+    default: Any
+    parse: Callable[[str, Any], Any]
+    help: str
+
+
+def _integer(minimum: int = 0, maximum: int | None = None) -> Callable[[str, Any], int]:
+    def parse(name: str, raw: Any) -> int:
+        try:
+            value = int(raw)
+        except (TypeError, ValueError):
+            value = None
+        if (
+            value is None
+            or isinstance(raw, bool)
+            or value < minimum
+            or (maximum is not None and value > maximum)
+        ):
+            upper = f" and at most {maximum}" if maximum is not None else ""
+            raise ConfigError(f"{name} must be a whole number of at least {minimum}{upper}, got {raw!r}")
+        return value
+
+    return parse
+
+
+def _number(minimum: float = 0.0) -> Callable[[str, Any], float]:
+    def parse(name: str, raw: Any) -> float:
+        try:
+            value = float(raw)
+        except (TypeError, ValueError):
+            value = None
+        if value is None or value != value or value < minimum:
+            raise ConfigError(f"{name} must be a number of at least {minimum:g}, got {raw!r}")
+        return value
+
+    return parse
+
+
+def _choice(*options: str) -> Callable[[str, Any], str]:
+    def parse(name: str, raw: Any) -> str:
+        value = str(raw).strip().lower()
+        if value not in options:
+            raise ConfigError(f"{name} must be one of {', '.join(options)}, got {raw!r}")
+        return value
+
+    return parse
+
+
+def _url(*schemes: str) -> Callable[[str, Any], str | None]:
+    def parse(name: str, raw: Any) -> str | None:
+        if raw in (None, ""):
+            return None
+        value = str(raw).strip()
+        try:
+            parts = urlsplit(value)
+        except ValueError:
+            parts = None
+        scheme = parts.scheme.split("+")[0] if parts else ""
+        if not parts or scheme not in schemes or (scheme != "sqlite" and not parts.netloc):
+            raise ConfigError(
+                f"{name} must be a URL starting with one of {', '.join(s + '://' for s in schemes)}, "
+                f"got {raw!r}"
+            )
+        return value
+
+    return parse
+
+
+def _text(name: str, raw: Any) -> str | None:
+    return None if raw in (None, "") else str(raw)
+
+
+def _log_level(name: str, raw: Any) -> str:
+    return _choice("debug", "info", "warning", "error", "critical")(name, raw).upper()
+
+
+_DB_SCHEMES = ("sqlite", "postgresql", "postgres", "mysql", "mariadb")
+
+VARS: tuple[Var, ...] = (
+    Var(
+        "DATABASE_URL",
+        None,
+        _url(*_DB_SCHEMES),
+        "SQLAlchemy URL; default: SQLite file in the instance folder",
+    ),
+    Var("DB_POOL_SIZE", 10, _integer(1), "connections kept open per worker"),
+    Var("DB_MAX_OVERFLOW", 20, _integer(0), "extra connections per worker under load"),
+    Var("DB_POOL_RECYCLE", 3600, _integer(1), "seconds before a pooled connection is replaced"),
+    Var("DB_POOL_TIMEOUT", 30, _number(0.1), "seconds to wait for a free pooled connection"),
+    Var("DB_CONNECT_TIMEOUT", 3, _integer(1), "seconds to wait for a new database connection"),
+    Var("REDIS_URL", None, _url("redis", "rediss", "unix"), "unset: SimpleCache and in-memory limits"),
+    Var("REDIS_TIMEOUT_MS", 250, _integer(10), "connect and socket timeout of every Redis call"),
+    Var("REDIS_RETRY_AFTER_S", 2.0, _number(0.1), "back-off before retrying a failed Redis"),
+    Var("CACHE_NAMESPACE", "aigen", _text, "prefix of every key the service writes to Redis"),
+    Var("CACHE_DEFAULT_TTL", 300, _integer(1), "seconds"),
+    Var("AI_CACHE_TTL", 3600, _integer(1), "seconds"),
+    Var("TEMPLATES_CACHE_TTL", 600, _integer(1), "seconds"),
+    Var("USER_CACHE_TTL", 300, _integer(1), "seconds"),
+    Var("RATE_LIMIT_PER_MINUTE", 60, _integer(1), "default limit per client"),
+    Var("TRUSTED_PROXIES", 0, _integer(0, 10), "X-Forwarded-For hops to trust"),
+    Var("LOG_LEVEL", "INFO", _log_level, "DEBUG, INFO, WARNING, ERROR or CRITICAL"),
+    Var("LOG_FORMAT", "json", _choice("json", "text"), "json or text"),
+    Var("SLOW_REQUEST_MS", 1000, _number(0), "slow-request warning threshold"),
+    Var("AI_PROVIDER", "local", _choice("local", "openai"), "local or openai"),
+    Var("AI_BASE_URL", None, _url("http", "https"), "OpenAI-compatible base URL ending in /v1"),
+    Var("AI_API_KEY", None, _text, "bearer token for the upstream"),
+    Var("AI_MODEL", None, _text, "model name sent upstream"),
+    Var("AI_TIMEOUT_S", 30.0, _number(0.1), "upstream timeout"),
+    Var("AI_LOCAL_LATENCY_MS", 200, _integer(0), "simulated latency of the local provider"),
+    Var("MAX_PROMPT_CHARS", 4000, _integer(1), "longest accepted prompt"),
+    Var("MAX_CONTENT_LENGTH", 1024 * 1024, _integer(1), "largest accepted request body, bytes"),
+    Var("PORT", 8000, _integer(1, 65535), "gunicorn bind port"),
+    Var("WEB_CONCURRENCY", (os.cpu_count() or 1) * 2 + 1, _integer(1), "gunicorn workers"),
+    Var("GUNICORN_THREADS", 4, _integer(1), "threads per gthread worker"),
+)
+
+_BY_NAME = {var.name: var for var in VARS}
+
+
+def load(environ: Mapping[str, str] | None = None, overrides: Mapping[str, Any] | None = None) -> dict:
+    """Parse every documented variable from the environment, then apply overrides."""
+    environ = os.environ if environ is None else environ
+    settings: dict[str, Any] = {}
+    for var in VARS:
+        raw = environ.get(var.name)
+        settings[var.name] = var.default if raw is None or raw == "" else var.parse(var.name, raw)
+    for name, value in (overrides or {}).items():
+        var = _BY_NAME.get(name)
+        settings[name] = var.parse(name, value) if var and value is not None else value
+    _check_provider(settings)
+    return settings
+
+
+def _check_provider(settings: Mapping[str, Any]) -> None:
+    if settings["AI_PROVIDER"] == "openai" and not settings["AI_BASE_URL"]:
+        raise ConfigError("AI_BASE_URL must be set (as http://host:port/v1) when AI_PROVIDER=openai")
+    if settings["AI_TIMEOUT_S"] <= 0:
+        raise ConfigError("AI_TIMEOUT_S must be a number above 0")
+
+
+def sqlalchemy_url(url: str) -> str:
+    """Pin PostgreSQL URLs to psycopg2, the driver the service ships with."""
+    for scheme in ("postgresql://", "postgres://"):
+        if url.startswith(scheme):
+            return "postgresql+psycopg2://" + url[len(scheme) :]
+    return url
+
+
+def flask_config(settings: Mapping[str, Any], instance_path: str) -> dict:
+    """Map the service's settings onto the keys Flask and its extensions read."""
+    database_url = sqlalchemy_url(
+        settings["DATABASE_URL"] or f"sqlite:///{os.path.join(instance_path, 'app.db')}"
+    )
+    return {
+        **settings,
+        "DATABASE_URL": database_url,
+        "JSON_SORT_KEYS": False,
+    }

@@ -1,0 +1,152 @@
+"""Database: one pooled engine per process, one connection per app context."""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+import time
+import weakref
+from typing import Any
+
+from flask import Flask, current_app, g
+from sqlalchemy import Engine, create_engine, event, text
+from sqlalchemy.engine import Connection, make_url
+
+log = logging.getLogger(__name__)
+
+PROBE_TIMEOUT_S = 1.0
+
+
+def engine_options(config: dict[str, Any]) -> dict[str, Any]:
+    """Pool settings from the configuration; SQLite gets its thread-safe defaults."""
+    url = make_url(config["DATABASE_URL"])
+    options: dict[str, Any] = {"pool_pre_ping": True, "pool_recycle": config["DB_POOL_RECYCLE"]}
+    if url.get_backend_name() == "sqlite":
+        options["connect_args"] = {"check_same_thread": False, "timeout": config["DB_POOL_TIMEOUT"]}
+        return options
+    options.update(
+        pool_size=config["DB_POOL_SIZE"],
+        max_overflow=config["DB_MAX_OVERFLOW"],
+        pool_timeout=config["DB_POOL_TIMEOUT"],
+    )
+    if url.get_backend_name() == "postgresql":
+        options["connect_args"] = {
+            "connect_timeout": config["DB_CONNECT_TIMEOUT"],
+            "application_name": "aigen",
+            # A frozen server would otherwise hold a request forever.
+            "keepalives": 1,
+            "keepalives_idle": 10,
+            "keepalives_interval": 5,
+            "keepalives_count": 3,
+        }
+    return options
+
+
+def _enable_sqlite_foreign_keys(engine: Engine) -> None:
+    if engine.dialect.name != "sqlite":
+        return
+
+    @event.listens_for(engine, "connect")
+    def _on_connect(dbapi_connection, _record) -> None:  # pragma: no cover - trivial
+        cursor = dbapi_connection.cursor()
+        cursor.execute("PRAGMA foreign_keys=ON")
+        cursor.execute("PRAGMA journal_mode=WAL")
+        cursor.close()
+
+
+def _forget_pool_after_fork(engine: Engine) -> None:
+    """A forked child must never reuse its parent's sockets: drop them without closing."""
+    ref = weakref.ref(engine)
+
+    def _after_fork() -> None:
+        if (alive := ref()) is not None:
+            alive.dispose(close=False)
+
+    os.register_at_fork(after_in_child=_after_fork)
+
+
+def build_engine(config: dict[str, Any]) -> Engine:
+    """Create the pooled engine; no connection is opened until first use."""
+    engine = create_engine(config["DATABASE_URL"], **engine_options(config))
+    _enable_sqlite_foreign_keys(engine)
+    _forget_pool_after_fork(engine)
+    return engine
+
+
+class Database:
+    """Flask extension holding the engine in app.extensions and a connection on g."""
+
+    def init_app(self, app: Flask) -> None:
+        app.extensions["db"] = build_engine(app.config)
+        app.extensions["db_probe"] = _Probe()
+        app.teardown_appcontext(self._release)
+
+    @property
+    def engine(self) -> Engine:
+        return current_app.extensions["db"]
+
+    def connection(self) -> Connection:
+        """The app context's connection, borrowed from the pool on first use."""
+        if "db_conn" not in g:
+            g.db_conn = self.engine.connect()
+        return g.db_conn
+
+    def _release(self, exc: BaseException | None) -> None:
+        conn = g.pop("db_conn", None)
+        if conn is None:
+            return
+        try:
+            if exc is not None and conn.in_transaction():
+                conn.rollback()
+            conn.close()  # back to the pool
+        except Exception:  # a dead connection must not fail the teardown
+            log.warning("Could not return a database connection to the pool", exc_info=True)
+            conn.invalidate()
+
+    def pool_status(self) -> dict[str, int]:
+        """Size, checked-out and overflow connections of this worker's pool."""
+        pool = self.engine.pool
+        return {
+            "size": getattr(pool, "size", lambda: 0)(),
+            "checked_out": getattr(pool, "checkedout", lambda: 0)(),
+            "overflow": max(0, getattr(pool, "overflow", lambda: 0)()),
+        }
+
+    def probe(self) -> tuple[bool, float]:
+        """Run SELECT 1 bounded by PROBE_TIMEOUT_S; returns (answered, latency in ms)."""
+        return current_app.extensions["db_probe"].run(self.engine)
+
+
+class _Probe:
+    """Runs the health query in a side thread so a frozen server cannot hang the caller."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._pending: threading.Thread | None = None
+
+    def run(self, engine: Engine) -> tuple[bool, float]:
+        started = time.perf_counter()
+        result: list[bool] = []
+        with self._lock:
+            if self._pending is not None and self._pending.is_alive():
+                # The last probe is still stuck: the database is not answering.
+                return False, 0.0
+            worker = threading.Thread(target=_select_one, args=(engine, result), daemon=True)
+            self._pending = worker
+            worker.start()
+        worker.join(PROBE_TIMEOUT_S)
+        return bool(result and result[0]), round((time.perf_counter() - started) * 1000, 2)
+
+
+def _select_one(engine: Engine, result: list[bool]) -> None:
+    try:
+        with engine.connect() as conn:
+            conn.execute(text("SELECT 1"))
+        result.append(True)
+    except Exception as exc:
+        log.warning("Database probe failed: %s", exc.__class__.__name__)
+        result.append(False)
+
+
+db = Database()

@@ -1,0 +1,88 @@
+"""One JSON error envelope for every failure, expected or not."""
+
+from __future__ import annotations
+
+import logging
+
+from flask import Flask, Response, json
+from sqlalchemy.exc import DBAPIError, OperationalError
+from sqlalchemy.exc import TimeoutError as PoolTimeout
+from werkzeug.exceptions import HTTPException, InternalServerError
+
+log = logging.getLogger(__name__)
+
+_CODES = {
+    400: "bad_request",
+    401: "unauthorized",
+    403: "forbidden",
+    404: "not_found",
+    405: "method_not_allowed",
+    409: "conflict",
+    413: "payload_too_large",
+    415: "unsupported_media_type",
+    422: "validation_error",
+    429: "rate_limited",
+    502: "upstream_error",
+    503: "service_unavailable",
+    504: "upstream_timeout",
+}
+
+
+class ApiError(Exception):
+    """A domain failure with its HTTP status, a stable code and a human message."""
+
+    def __init__(self, status: int, message: str, code: str | None = None, **details: object) -> None:
+        super().__init__(message)
+        self.status = status
+        self.message = message
+        self.code = code or _CODES.get(status, "error")
+        self.details = details
+
+
+def error_body(code: str, message: str, **details: object) -> bytes:
+    """Serialize the error envelope."""
+    error = {"code": code, "message": message, **details}
+    return json.dumps({"error": error}).encode()
+
+
+def _render(status: int, code: str, message: str, response: Response | None = None, **details) -> Response:
+    response = response or Response(status=status)
+    response.status_code = status
+    response.set_data(error_body(code, message, **details))
+    response.content_type = "application/json"
+    return response
+
+
+def _api_error(err: ApiError) -> Response:
+    return _render(err.status, err.code, err.message, **err.details)
+
+
+def _http_error(err: HTTPException) -> Response:
+    # Start from werkzeug's response so Allow (405) and Retry-After (429) survive.
+    status = err.code or 500
+    if status >= 500 and not isinstance(err, InternalServerError):
+        log.warning("HTTP %s: %s", status, err.description)
+    message = err.description or "error"
+    return _render(status, _CODES.get(status, "error"), message, err.get_response())
+
+
+def _database_error(err: DBAPIError | PoolTimeout) -> Response:
+    log.error("Database unavailable: %s", type(err).__name__, exc_info=err)
+    return _render(503, "database_unavailable", "The database is unavailable; try again shortly.")
+
+
+def _unexpected(err: Exception) -> Response:
+    original = getattr(err, "original_exception", None) or err
+    if isinstance(original, (OperationalError, PoolTimeout)):
+        return _database_error(original)
+    log.error("Unhandled error", exc_info=original)
+    return _render(500, "internal_error", "The server hit an unexpected error.")
+
+
+def register_error_handlers(app: Flask) -> None:
+    """Route every error to the JSON envelope."""
+    app.register_error_handler(ApiError, _api_error)
+    app.register_error_handler(HTTPException, _http_error)
+    app.register_error_handler(OperationalError, _database_error)
+    app.register_error_handler(PoolTimeout, _database_error)
+    app.register_error_handler(InternalServerError, _unexpected)

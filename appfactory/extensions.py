@@ -1,0 +1,22 @@
+"""The import surface for extension instances, and the one place that binds them."""
+
+from __future__ import annotations
+
+from flask import Flask
+
+from appfactory.cache import cache, cache_config
+from appfactory.db import db
+from appfactory.ratelimit import limiter, limiter_config
+from appfactory.redis_client import redis_client
+
+__all__ = ["cache", "db", "init_extensions", "limiter", "redis_client"]
+
+
+def init_extensions(app: Flask) -> None:
+    """Bind every extension to the app; none of them connects yet."""
+    for key, value in {**cache_config(app.config), **limiter_config(app.config)}.items():
+        app.config.setdefault(key, value)
+    db.init_app(app)
+    redis_client.init_app(app)
+    cache.init_app(app)
+    limiter.init_app(app)

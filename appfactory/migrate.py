@@ -1,0 +1,59 @@
+"""Bring the schema up to date with alembic, once, under a lock when the database has one."""
+
+from __future__ import annotations
+
+import logging
+import os
+
+from alembic import command
+from alembic.config import Config as AlembicConfig
+from sqlalchemy import create_engine, text
+from sqlalchemy.pool import NullPool
+
+from appfactory.config import sqlalchemy_url
+
+log = logging.getLogger(__name__)
+
+_SCRIPTS = os.path.join(os.path.dirname(__file__), "migrations")
+# Any constant works; it only has to be the same for every instance of the service.
+_ADVISORY_LOCK_ID = 724_113_001
+
+
+def alembic_config() -> AlembicConfig:
+    """An alembic configuration pointing at the packaged migration scripts."""
+    cfg = AlembicConfig()
+    cfg.set_main_option("script_location", _SCRIPTS)
+    return cfg
+
+
+def upgrade(database_url: str, revision: str = "head") -> None:
+    """Migrate to `revision`; concurrent starts of several instances wait for each other."""
+    engine = create_engine(sqlalchemy_url(database_url), poolclass=NullPool)
+    try:
+        with engine.connect() as conn:
+            postgres = conn.dialect.name == "postgresql"
+            if postgres:
+                conn.execute(text("SELECT pg_advisory_lock(:id)"), {"id": _ADVISORY_LOCK_ID})
+                conn.commit()
+            try:
+                cfg = alembic_config()
+                cfg.attributes["connection"] = conn
+                command.upgrade(cfg, revision)
+                conn.commit()
+            finally:
+                if postgres:
+                    conn.execute(text("SELECT pg_advisory_unlock(:id)"), {"id": _ADVISORY_LOCK_ID})
+                    conn.commit()
+    finally:
+        engine.dispose()
+
+
+def upgrade_at_start(database_url: str) -> bool:
+    """Migrate at service start; an unreachable database is logged, not fatal."""
+    try:
+        upgrade(database_url)
+    except Exception as exc:
+        log.error("Database migration at start failed; the service starts degraded: %s", exc)
+        return False
+    log.info("Database schema is up to date")
+    return True

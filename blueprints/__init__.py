@@ -1,0 +1,13 @@
+"""Blueprint registry: the explicit list of what the service serves."""
+
+from __future__ import annotations
+
+from flask import Flask
+
+
+def register_blueprints(app: Flask) -> None:
+    """Register every blueprint of the service."""
+    from blueprints import health, templates, users
+
+    for blueprint in (health.bp, templates.bp, users.bp):
+        app.register_blueprint(blueprint)

@@ -1,0 +1,94 @@
+"""Database access for templates."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sqlalchemy import func, select
+from sqlalchemy.exc import IntegrityError
+
+from appfactory.errors import ApiError
+from appfactory.extensions import db
+from appfactory.models import as_utc, templates
+from blueprints.templates.rendering import variables_of
+
+_COLUMNS = (
+    templates.c.id,
+    templates.c.name,
+    templates.c.body,
+    templates.c.description,
+    templates.c.owner_id,
+    templates.c.created_at,
+    templates.c.updated_at,
+)
+
+
+def to_dict(row: Any) -> dict[str, Any]:
+    """A template row as the API shows it."""
+    item = dict(row._mapping)
+    item["variables"] = variables_of(item["body"])
+    item["created_at"] = as_utc(item["created_at"]).isoformat()
+    item["updated_at"] = as_utc(item["updated_at"]).isoformat()
+    return item
+
+
+def list_page(limit: int, offset: int) -> dict[str, Any]:
+    """One page of templates, oldest first, with the total count."""
+    conn = db.connection()
+    total = conn.execute(select(func.count()).select_from(templates)).scalar_one()
+    rows = conn.execute(select(*_COLUMNS).order_by(templates.c.id).limit(limit).offset(offset))
+    return {"items": [to_dict(row) for row in rows], "total": total, "limit": limit, "offset": offset}
+
+
+def get(template_id: int) -> dict[str, Any]:
+    """One template, or 404."""
+    row = db.connection().execute(select(*_COLUMNS).where(templates.c.id == template_id)).first()
+    if row is None:
+        raise ApiError(404, f"Template {template_id} does not exist.")
+    return to_dict(row)
+
+
+def create(fields: dict[str, Any]) -> dict[str, Any]:
+    """Insert a template; 409 when the name is taken."""
+    conn = db.connection()
+    with _unique_name(conn, fields.get("name")):
+        template_id = conn.execute(templates.insert().values(**fields)).inserted_primary_key[0]
+    return get(template_id)
+
+
+def update(template_id: int, fields: dict[str, Any]) -> dict[str, Any]:
+    """Change the given fields; 404 when missing, 409 when the new name is taken."""
+    conn = db.connection()
+    with _unique_name(conn, fields.get("name")):
+        result = conn.execute(templates.update().where(templates.c.id == template_id).values(**fields))
+    if result.rowcount == 0:
+        raise ApiError(404, f"Template {template_id} does not exist.")
+    return get(template_id)
+
+
+def delete(template_id: int) -> None:
+    """Remove a template, or 404."""
+    conn = db.connection()
+    result = conn.execute(templates.delete().where(templates.c.id == template_id))
+    conn.commit()
+    if result.rowcount == 0:
+        raise ApiError(404, f"Template {template_id} does not exist.")
+
+
+class _unique_name:
+    """Commit the write, turning a unique-name violation into 409."""
+
+    def __init__(self, conn: Any, name: str | None) -> None:
+        self.conn, self.name = conn, name
+
+    def __enter__(self) -> None:
+        return None
+
+    def __exit__(self, exc_type, exc, tb) -> bool:
+        if exc is None:
+            self.conn.commit()
+            return False
+        self.conn.rollback()
+        if isinstance(exc, IntegrityError):
+            raise ApiError(409, f"A template named {self.name!r} already exists.", field="name") from None
+        return False

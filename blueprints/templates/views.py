@@ -1,0 +1,73 @@
+"""Template endpoints: parse, call the store, return a dict and a status."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from flask import url_for
+
+from appfactory.validation import invalid, json_body, pagination, text_field
+from blueprints.templates import bp, store
+from blueprints.templates.rendering import render
+
+_FIELDS = ("name", "body", "description")
+MAX_NAME, MAX_BODY, MAX_DESCRIPTION = 100, 20_000, 500
+
+
+def _template_fields(partial: bool) -> dict[str, Any]:
+    body = json_body(allowed=_FIELDS)
+    fields = {
+        "name": text_field(body, "name", max_length=MAX_NAME, required=not partial),
+        "body": text_field(body, "body", max_length=MAX_BODY, required=not partial, strip=False),
+        "description": text_field(
+            body, "description", max_length=MAX_DESCRIPTION, required=False, min_length=0
+        ),
+    }
+    if partial:
+        return {key: value for key, value in fields.items() if key in body}
+    fields["description"] = fields["description"] or ""
+    return fields
+
+
+@bp.get("")
+def list_templates() -> dict:
+    limit, offset = pagination()
+    return store.list_page(limit, offset)
+
+
+@bp.get("/<int:template_id>")
+def show(template_id: int) -> dict:
+    return store.get(template_id)
+
+
+@bp.post("")
+def create() -> tuple[dict, int, dict]:
+    template = store.create(_template_fields(partial=False))
+    return template, 201, {"Location": url_for(".show", template_id=template["id"])}
+
+
+@bp.put("/<int:template_id>")
+def replace(template_id: int) -> dict:
+    return store.update(template_id, _template_fields(partial=False))
+
+
+@bp.patch("/<int:template_id>")
+def modify(template_id: int) -> dict:
+    fields = _template_fields(partial=True)
+    return store.update(template_id, fields) if fields else store.get(template_id)
+
+
+@bp.delete("/<int:template_id>")
+def remove(template_id: int) -> tuple[str, int]:
+    store.delete(template_id)
+    return "", 204
+
+
+@bp.post("/<int:template_id>/render")
+def render_template(template_id: int) -> dict:
+    body = json_body(allowed=("variables",))
+    variables = body.get("variables", {})
+    if not isinstance(variables, dict):
+        raise invalid("variables", "must be an object")
+    template = store.get(template_id)
+    return {"template_id": template_id, "text": render(template["body"], variables)}

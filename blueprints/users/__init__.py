@@ -1,0 +1,7 @@
+"""Users stored in the database."""
+
+from flask import Blueprint
+
+bp = Blueprint("users", __name__, url_prefix="/api/v1/users")
+
+from blueprints.users import views  # noqa: E402,F401  (registers the routes)

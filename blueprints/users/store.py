@@ -1,0 +1,65 @@
+"""Database access for users."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
+
+from appfactory.errors import ApiError
+from appfactory.extensions import db
+from appfactory.models import as_utc, users
+
+_COLUMNS = (users.c.id, users.c.email, users.c.name, users.c.created_at, users.c.updated_at)
+
+
+def to_dict(row: Any) -> dict[str, Any]:
+    """A user row as the API shows it."""
+    item = dict(row._mapping)
+    item["created_at"] = as_utc(item["created_at"]).isoformat()
+    item["updated_at"] = as_utc(item["updated_at"]).isoformat()
+    return item
+
+
+def get(user_id: int) -> dict[str, Any]:
+    """One user, or 404."""
+    row = db.connection().execute(select(*_COLUMNS).where(users.c.id == user_id)).first()
+    if row is None:
+        raise ApiError(404, f"User {user_id} does not exist.")
+    return to_dict(row)
+
+
+def create(fields: dict[str, Any]) -> dict[str, Any]:
+    """Insert a user; 409 when the email is taken."""
+    conn = db.connection()
+    try:
+        user_id = conn.execute(users.insert().values(**fields)).inserted_primary_key[0]
+        conn.commit()
+    except IntegrityError:
+        conn.rollback()
+        raise ApiError(409, "A user with this email already exists.", field="email") from None
+    return get(user_id)
+
+
+def update(user_id: int, fields: dict[str, Any]) -> dict[str, Any]:
+    """Change the given fields; 404 when missing, 409 when the email is taken."""
+    conn = db.connection()
+    try:
+        result = conn.execute(users.update().where(users.c.id == user_id).values(**fields))
+        conn.commit()
+    except IntegrityError:
+        conn.rollback()
+        raise ApiError(409, "A user with this email already exists.", field="email") from None
+    if result.rowcount == 0:
+        raise ApiError(404, f"User {user_id} does not exist.")
+    return get(user_id)
+
+
+def delete(user_id: int) -> None:
+    """Remove a user, or 404."""
+    conn = db.connection()
+    result = conn.execute(users.delete().where(users.c.id == user_id))
+    conn.commit()
+    if result.rowcount == 0:
+        raise ApiError(404, f"User {user_id} does not exist.")

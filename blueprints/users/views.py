@@ -1,0 +1,51 @@
+"""User endpoints: parse, call the store, return a dict and a status."""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+from flask import url_for
+
+from appfactory.validation import invalid, json_body, text_field
+from blueprints.users import bp, store
+
+_FIELDS = ("email", "name")
+# Deliberately loose: one @, no spaces, a dot in the domain. Delivery is the real test.
+_EMAIL = re.compile(r"[^@\s]+@[^@\s]+\.[^@\s]+")
+
+
+def _user_fields(partial: bool) -> dict[str, Any]:
+    body = json_body(allowed=_FIELDS)
+    fields = {
+        "email": text_field(body, "email", max_length=254, required=not partial),
+        "name": text_field(body, "name", max_length=100, required=not partial),
+    }
+    if fields["email"] is not None:
+        if not _EMAIL.fullmatch(fields["email"]):
+            raise invalid("email", "must be an email address")
+        fields["email"] = fields["email"].lower()
+    return {key: value for key, value in fields.items() if key in body}
+
+
+@bp.post("")
+def create() -> tuple[dict, int, dict]:
+    user = store.create(_user_fields(partial=False))
+    return user, 201, {"Location": url_for(".show", user_id=user["id"])}
+
+
+@bp.get("/<int:user_id>")
+def show(user_id: int) -> dict:
+    return store.get(user_id)
+
+
+@bp.patch("/<int:user_id>")
+def modify(user_id: int) -> dict:
+    fields = _user_fields(partial=True)
+    return store.update(user_id, fields) if fields else store.get(user_id)
+
+
+@bp.delete("/<int:user_id>")
+def remove(user_id: int) -> tuple[str, int]:
+    store.delete(user_id)
+    return "", 204

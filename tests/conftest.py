@@ -1,0 +1,73 @@
+"""Fixtures: the app on SQLite and on the machine's PostgreSQL, its client and CLI runner."""
+
+from __future__ import annotations
+
+import uuid
+
+import pytest
+from sqlalchemy import create_engine, text
+
+from appfactory import create_app, migrate
+from appfactory.config import sqlalchemy_url
+from appfactory.models import metadata
+from tests.support.services import PostgresDatabase
+
+
+@pytest.fixture(scope="session")
+def postgres():
+    """A migrated database of its own on the machine's PostgreSQL."""
+    database = PostgresDatabase()
+    migrate.upgrade(database.url)
+    yield database
+    database.drop()
+
+
+def _truncate(url: str) -> None:
+    engine = create_engine(sqlalchemy_url(url))
+    with engine.begin() as conn:
+        names = ", ".join(table.name for table in reversed(metadata.sorted_tables))
+        conn.execute(text(f"TRUNCATE {names} RESTART IDENTITY CASCADE"))
+    engine.dispose()
+
+
+def base_overrides(**extra) -> dict:
+    """Test settings: no Redis, unique key namespace, quiet logs."""
+    return {
+        "TESTING": True,
+        "REDIS_URL": None,
+        "CACHE_NAMESPACE": f"test-{uuid.uuid4().hex[:8]}",
+        "LOG_LEVEL": "WARNING",
+        "AI_LOCAL_LATENCY_MS": 0,
+        "RATE_LIMIT_PER_MINUTE": 10_000,
+        **extra,
+    }
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def database_url(request, tmp_path):
+    """Every test that uses it runs once on SQLite and once on PostgreSQL."""
+    if request.param == "sqlite":
+        url = f"sqlite:///{tmp_path / 'test.db'}"
+        migrate.upgrade(url)
+        yield url
+        return
+    database = request.getfixturevalue("postgres")
+    yield database.url
+    _truncate(database.url)
+
+
+@pytest.fixture
+def app(database_url):
+    app = create_app(base_overrides(DATABASE_URL=database_url))
+    yield app
+    app.extensions["db"].dispose()
+
+
+@pytest.fixture
+def client(app):
+    return app.test_client()
+
+
+@pytest.fixture
+def runner(app):
+    return app.test_cli_runner()

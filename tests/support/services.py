@@ -1,0 +1,144 @@
+"""Reach the machine's PostgreSQL and Redis; start throwaway servers for failure tests."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import tempfile
+import time
+import uuid
+
+import pytest
+
+PG_ADMIN_URL = os.environ.get("TEST_PG_ADMIN_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
+REDIS_URL = os.environ.get("TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
+
+
+def unavailable(reason: str) -> None:
+    """Fail under CI (services must be there), skip with the reason elsewhere."""
+    if os.environ.get("CI") == "true":
+        pytest.fail(reason)
+    pytest.skip(reason)
+
+
+def free_port() -> int:
+    """A TCP port nothing listens on right now."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def wait_for_port(port: int, timeout: float = 10.0) -> None:
+    """Block until something accepts on 127.0.0.1:port."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=0.2):
+                return
+        except OSError:
+            time.sleep(0.05)
+    raise TimeoutError(f"nothing listens on port {port} after {timeout}s")
+
+
+class PostgresDatabase:
+    """A fresh database on the machine's PostgreSQL, dropped at the end."""
+
+    def __init__(self) -> None:
+        import psycopg2
+
+        self.name = f"t_{uuid.uuid4().hex[:12]}"
+        try:
+            admin = psycopg2.connect(PG_ADMIN_URL, connect_timeout=3)
+        except psycopg2.OperationalError as exc:
+            unavailable(f"PostgreSQL is not reachable at {PG_ADMIN_URL}: {exc}")
+        admin.autocommit = True
+        with admin.cursor() as cur:
+            cur.execute(f'CREATE DATABASE "{self.name}"')
+        admin.close()
+        self.url = PG_ADMIN_URL.rsplit("/", 1)[0] + f"/{self.name}"
+
+    def drop(self) -> None:
+        import psycopg2
+
+        admin = psycopg2.connect(PG_ADMIN_URL, connect_timeout=3)
+        admin.autocommit = True
+        with admin.cursor() as cur:
+            cur.execute(f'DROP DATABASE IF EXISTS "{self.name}" WITH (FORCE)')
+        admin.close()
+
+    def connections(self, application_name: str = "aigen") -> int:
+        """How many sessions the service holds open to this database right now."""
+        import psycopg2
+
+        admin = psycopg2.connect(PG_ADMIN_URL, connect_timeout=3)
+        with admin.cursor() as cur:
+            cur.execute(
+                "SELECT count(*) FROM pg_stat_activity WHERE datname = %s AND application_name = %s",
+                (self.name, application_name),
+            )
+            count = cur.fetchone()[0]
+        admin.close()
+        return count
+
+
+def require_redis(url: str = REDIS_URL):
+    """A client for the machine's Redis, or skip/fail."""
+    import redis
+
+    client = redis.Redis.from_url(url, socket_connect_timeout=1, socket_timeout=1)
+    try:
+        client.ping()
+    except redis.RedisError as exc:
+        unavailable(f"Redis is not reachable at {url}: {exc}")
+    return client
+
+
+class RedisServer:
+    """A throwaway redis-server on a free port that a test may stop, freeze and restart."""
+
+    def __init__(self) -> None:
+        self.binary = shutil.which("redis-server")
+        if not self.binary:
+            unavailable("redis-server is not installed")
+        self.port = free_port()
+        self.dir = tempfile.mkdtemp(prefix="redis-test-")
+        self.process: subprocess.Popen | None = None
+        self.url = f"redis://127.0.0.1:{self.port}/0"
+
+    def start(self) -> RedisServer:
+        args = [
+            self.binary,
+            "--port",
+            str(self.port),
+            "--bind",
+            "127.0.0.1",
+            "--save",
+            "",
+            "--appendonly",
+            "no",
+            "--dir",
+            self.dir,
+        ]
+        self.process = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        wait_for_port(self.port)
+        return self
+
+    def stop(self) -> None:
+        if self.process and self.process.poll() is None:
+            self.process.terminate()
+            self.process.wait(timeout=10)
+
+    def freeze(self) -> None:
+        self.process.send_signal(signal.SIGSTOP)
+
+    def thaw(self) -> None:
+        self.process.send_signal(signal.SIGCONT)
+
+    def close(self) -> None:
+        if self.process and self.process.poll() is None:
+            self.thaw()
+        self.stop()
+        shutil.rmtree(self.dir, ignore_errors=True)

@@ -1,0 +1,101 @@
+"""Templates endpoints on SQLite and PostgreSQL through the Flask test client."""
+
+import pytest
+
+
+def _create(client, name="greet", body="Hello {{ who }}, welcome to {{place}}!", **extra):
+    return client.post("/api/v1/templates", json={"name": name, "body": body, **extra})
+
+
+def test_create_returns_201_with_location_and_variables(client):
+    response = _create(client, description="a greeting")
+    assert response.status_code == 201
+    item = response.get_json()
+    assert response.headers["Location"] == f"/api/v1/templates/{item['id']}"
+    assert item["variables"] == ["who", "place"]
+    assert item["description"] == "a greeting"
+    assert item["created_at"].endswith("+00:00")
+    assert client.get(response.headers["Location"]).get_json() == item
+
+
+def test_duplicate_name_is_409(client):
+    assert _create(client).status_code == 201
+    response = _create(client)
+    assert response.status_code == 409
+    assert response.get_json()["error"]["code"] == "conflict"
+
+
+def test_list_is_paginated_with_total(client):
+    for index in range(5):
+        assert _create(client, name=f"t{index}").status_code == 201
+    page = client.get("/api/v1/templates?limit=2&offset=1").get_json()
+    assert page["total"] == 5
+    assert page["limit"] == 2 and page["offset"] == 1
+    assert [item["name"] for item in page["items"]] == ["t1", "t2"]
+
+
+@pytest.mark.parametrize("query", ["limit=101", "limit=0", "limit=abc", "offset=-1", "limit=1e9"])
+def test_bad_pagination_is_422_naming_the_field(client, query):
+    response = client.get(f"/api/v1/templates?{query}")
+    assert response.status_code == 422
+    assert response.get_json()["error"]["field"] == query.split("=")[0]
+
+
+def test_put_replaces_and_patch_changes_only_given_fields(client):
+    template_id = _create(client, description="d").get_json()["id"]
+    put = client.put(f"/api/v1/templates/{template_id}", json={"name": "n2", "body": "B"})
+    assert put.status_code == 200
+    assert put.get_json()["description"] == ""
+    patch = client.patch(f"/api/v1/templates/{template_id}", json={"description": "new"})
+    assert patch.get_json()["name"] == "n2"
+    assert patch.get_json()["description"] == "new"
+
+
+def test_rename_onto_existing_name_is_409(client):
+    _create(client, name="a")
+    second = _create(client, name="b").get_json()["id"]
+    response = client.patch(f"/api/v1/templates/{second}", json={"name": "a"})
+    assert response.status_code == 409
+
+
+def test_delete_then_404(client):
+    template_id = _create(client).get_json()["id"]
+    assert client.delete(f"/api/v1/templates/{template_id}").status_code == 204
+    assert client.get(f"/api/v1/templates/{template_id}").status_code == 404
+    assert client.delete(f"/api/v1/templates/{template_id}").status_code == 404
+
+
+def test_render_fills_variables_and_names_missing_ones(client):
+    template_id = _create(client).get_json()["id"]
+    url = f"/api/v1/templates/{template_id}/render"
+    ok = client.post(url, json={"variables": {"who": "Ada", "place": "Paris"}})
+    assert ok.get_json()["text"] == "Hello Ada, welcome to Paris!"
+    missing = client.post(url, json={"variables": {"who": "Ada"}})
+    assert missing.status_code == 422
+    assert missing.get_json()["error"]["missing"] == ["place"]
+
+
+@pytest.mark.parametrize(
+    "payload, field",
+    [
+        ({"body": "x"}, "name"),
+        ({"name": "", "body": "x"}, "name"),
+        ({"name": 5, "body": "x"}, "name"),
+        ({"name": "x" * 101, "body": "x"}, "name"),
+        ({"name": "nul\x00", "body": "x"}, "name"),
+        ({"name": "n", "body": ["x"]}, "body"),
+        ({"name": "n", "body": "x", "owner": 1}, "owner"),
+    ],
+)
+def test_bad_fields_are_422_naming_the_field(client, payload, field):
+    response = client.post("/api/v1/templates", json=payload)
+    assert response.status_code == 422
+    assert response.get_json()["error"]["field"] == field
+
+
+def test_sql_fragments_and_unicode_are_stored_verbatim(client):
+    name = "'; DROP TABLE templates; -- ☃ 𝔘"
+    response = _create(client, name=name, body="{{x}} ✓")
+    assert response.status_code == 201
+    assert client.get(response.headers["Location"]).get_json()["name"] == name
+    assert client.get("/api/v1/templates").get_json()["total"] == 1
