@@ -8,6 +8,8 @@ import uuid
 
 from flask import Flask, Response, g, request
 
+from appfactory.timing import server_timing
+
 _SANE_REQUEST_ID = re.compile(r"[A-Za-z0-9._-]{1,128}")
 
 
@@ -23,8 +25,10 @@ def elapsed_ms() -> float:
 
 
 def _finish(response: Response) -> Response:
+    total = elapsed_ms()
     response.headers["X-Request-ID"] = g.get("request_id") or uuid.uuid4().hex
-    response.headers["X-Process-Time"] = f"{elapsed_ms():.2f}ms"
+    response.headers["X-Process-Time"] = f"{total:.2f}ms"
+    response.headers["Server-Timing"] = server_timing(total)
     return response
 
 

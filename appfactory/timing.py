@@ -1,0 +1,34 @@
+"""Where a request's time went: cache, database, upstream; sent as Server-Timing."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+from flask import g, has_request_context
+
+
+def record(name: str, ms: float) -> None:
+    """Add `ms` milliseconds to the request's `name` bucket."""
+    if has_request_context():
+        spans = g.setdefault("timings", {})
+        spans[name] = spans.get(name, 0.0) + ms
+
+
+@contextmanager
+def timed(name: str) -> Iterator[None]:
+    """Time the block into the request's `name` bucket (cache, db, upstream)."""
+    started = time.perf_counter()
+    try:
+        yield
+    finally:
+        record(name, (time.perf_counter() - started) * 1000.0)
+
+
+def server_timing(total_ms: float) -> str:
+    """The Server-Timing header value for this request."""
+    spans = g.get("timings") or {}
+    parts = [f"{name};dur={ms:.2f}" for name, ms in spans.items()]
+    parts.append(f"app;dur={total_ms:.2f}")
+    return ", ".join(parts)
