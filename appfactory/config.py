@@ -85,6 +85,15 @@ def _url(*schemes: str) -> Callable[[str, Any], str | None]:
     return parse
 
 
+def _flag(name: str, raw: Any) -> bool:
+    if isinstance(raw, bool):
+        return raw
+    value = str(raw).strip().lower()
+    if value not in ("true", "false", "1", "0", "yes", "no", "on", "off"):
+        raise ConfigError(f"{name} must be true or false, got {raw!r}")
+    return value in ("true", "1", "yes", "on")
+
+
 def _text(name: str, raw: Any) -> str | None:
     return None if raw in (None, "") else str(raw)
 
@@ -116,6 +125,8 @@ VARS: tuple[Var, ...] = (
     Var("TEMPLATES_CACHE_TTL", 600, _integer(1), "seconds"),
     Var("USER_CACHE_TTL", 300, _integer(1), "seconds"),
     Var("RATE_LIMIT_PER_MINUTE", 60, _integer(1), "default limit per client"),
+    Var("RATE_LIMIT_AI_PER_MINUTE", 20, _integer(1), "limit per client of AI generation"),
+    Var("RATELIMIT_ENABLED", True, _flag, "false switches rate limiting off"),
     Var("TRUSTED_PROXIES", 0, _integer(0, 10), "X-Forwarded-For hops to trust"),
     Var("LOG_LEVEL", "INFO", _log_level, "DEBUG, INFO, WARNING, ERROR or CRITICAL"),
     Var("LOG_FORMAT", "json", _choice("json", "text"), "json or text"),

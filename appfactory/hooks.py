@@ -35,4 +35,5 @@ def _finish(response: Response) -> Response:
 def register_hooks(app: Flask) -> None:
     """Install the request hooks; the timer starts first and the headers are written last."""
     app.before_request_funcs.setdefault(None, []).insert(0, _start)
-    app.after_request(_finish)
+    # after_request functions run last-registered first: index 0 runs after every other one.
+    app.after_request_funcs.setdefault(None, []).insert(0, _finish)

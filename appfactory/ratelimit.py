@@ -1,39 +1,156 @@
-"""Flask-Limiter: a default limit per client, Redis storage when configured."""
+"""Flask-Limiter: one budget per client, exact across workers through Redis, stated in headers."""
 
 from __future__ import annotations
 
+import functools
+import math
+import time
+from collections.abc import Callable
 from typing import Any
 
-from flask import current_app, request
-from flask_limiter import Limiter
+from flask import Flask, Response, current_app, g, request
+from flask_limiter import Limit, Limiter, RequestLimit
+from prometheus_client import Counter
+
+from appfactory.ratelimit_storage import Window, last_window
+from appfactory.redis_client import client_options
+
+# Blueprints that get a budget of their own instead of the default one: name -> config key.
+POLICIES = {"ai": "RATE_LIMIT_AI_PER_MINUTE"}
+EXEMPT_PATHS = ("/health", "/metrics")
+
+limited_total = Counter(
+    "aigen_ratelimit_limited_total", "Requests refused with 429 by a rate limit", ["policy"]
+)
 
 
 def client_key() -> str:
-    """The client's address (ProxyFix has already applied TRUSTED_PROXIES)."""
+    """The API key once identity has set g.api_key_id, else the client address after ProxyFix."""
+    key_id = g.get("api_key_id")
+    if key_id is not None:
+        return f"key:{key_id}"
     return request.remote_addr or "unknown"
 
 
-def _default_limit() -> str:
-    return f"{current_app.config['RATE_LIMIT_PER_MINUTE']}/minute"
+@functools.cache
+def per_minute(config_key: str) -> Callable[[], str]:
+    """A limit provider reading `config_key` (requests per minute) from the current app."""
+
+    def provider() -> str:
+        return f"{current_app.config[config_key]}/minute"
+
+    return provider
 
 
-limiter = Limiter(client_key, default_limits=[_default_limit])
+def _breach_message() -> str:
+    window = g.get("rate_window")
+    if window is None:
+        return "Too many requests; slow down and retry later."
+    limit, _, reset_at, expiry = window[1]
+    seconds = max(1, math.ceil(reset_at - time.time()))
+    return f"Rate limit of {limit} requests per {expiry} s exceeded; retry in {seconds} s."
+
+
+def _request_identifier() -> str:
+    # Unknown paths and methods under /api/ have no endpoint; name them so they are limited too.
+    if request.endpoint:
+        return request.endpoint
+    return "api" if request.path.startswith("/api/") else ""
+
+
+def _count_breach(limit: RequestLimit) -> None:
+    limited_total.labels(_policy(limit)).inc()
+
+
+def _policy(limit: RequestLimit) -> str:
+    return str(limit.request_args[-1])
+
+
+def policy_limit(config_key: str, name: str) -> Any:
+    """A budget named `name` of `config_key` requests per minute, for a view or a blueprint."""
+    return limiter.shared_limit(per_minute(config_key), scope=name, error_message=_breach_message)
+
+
+class _Limiter(Limiter):
+    """Flask-Limiter, plus the response headers and the storage in app.extensions."""
+
+    def init_app(self, app: Flask) -> None:
+        super().init_app(app)
+        app.extensions["ratelimit"] = self.storage if self.enabled else None
+        if self.enabled:
+            app.after_request(_write_headers)
+
+
+limiter = _Limiter(
+    client_key,
+    default_limits=[
+        Limit(
+            per_minute("RATE_LIMIT_PER_MINUTE"),
+            scope="default",
+            shared=True,
+            error_message=_breach_message,
+        )
+    ],
+    request_identifier=_request_identifier,
+    on_breach=_count_breach,
+)
+for _name, _key in POLICIES.items():
+    limiter.limit_manager.add_blueprint_limit(_name, policy_limit(_key, _name))
+
+
+@limiter.request_filter
+def _exempt() -> bool:
+    path = request.path
+    return any(path == base or path.startswith(base + "/") for base in EXEMPT_PATHS)
+
+
+def _window(limit: RequestLimit) -> Window:
+    window = last_window(limit.key)
+    if window is None:  # a storage other than ours (e.g. "memory://" in a test config)
+        window = Window(limit.limit.amount, limit.remaining, limit.reset_at, limit.limit.get_expiry())
+    return window
+
+
+def _write_headers(response: Response) -> Response:
+    current = limiter.current_limit
+    if current is None:
+        return response
+    window = _window(current)
+    reset_in = max(0, math.ceil(window.reset_at - time.time()))
+    policy = _policy(current)
+    headers = response.headers
+    headers["X-RateLimit-Limit"] = str(window.limit)
+    headers["X-RateLimit-Remaining"] = str(window.remaining)
+    headers["X-RateLimit-Reset"] = str(math.ceil(window.reset_at))
+    headers["RateLimit-Policy"] = f'"{policy}";q={window.limit};w={window.expiry}'
+    headers["RateLimit"] = f'"{policy}";r={window.remaining};t={reset_in}'
+    if response.status_code == 429:
+        headers["Retry-After"] = str(max(1, reset_in))
+    return response
 
 
 def limiter_config(config: dict[str, Any]) -> dict[str, Any]:
     """Flask-Limiter keys derived from the service's settings."""
+    options: dict[str, Any] = {
+        "workers": config["WEB_CONCURRENCY"],
+        "retry_after": config["REDIS_RETRY_AFTER_S"],
+        "key_prefix": f"{config['CACHE_NAMESPACE']}:rl",
+    }
+    if config.get("REDIS_URL"):
+        options.update(client_options(config))
     return {
-        "RATELIMIT_STORAGE_URI": config.get("REDIS_URL") or "memory://",
+        "RATELIMIT_STORAGE_URI": f"aigen+{config.get('REDIS_URL') or 'memory://'}",
+        "RATELIMIT_STORAGE_OPTIONS": options,
         "RATELIMIT_STRATEGY": "sliding-window-counter",
-        "RATELIMIT_HEADERS_ENABLED": True,
-        "RATELIMIT_KEY_PREFIX": f"{config['CACHE_NAMESPACE']}:rl",
+        # Written by _write_headers from the hit's own result (Flask-Limiter would ask Redis again).
+        "RATELIMIT_HEADERS_ENABLED": False,
         "RATELIMIT_SWALLOW_ERRORS": True,
-        "RATELIMIT_IN_MEMORY_FALLBACK_ENABLED": True,
     }
 
 
 def storage_name() -> str:
-    """'redis', 'memory' or 'memory-fallback'."""
-    if not current_app.config.get("REDIS_URL"):
-        return "memory"
-    return "memory-fallback" if limiter._storage_dead else "redis"
+    """'redis', 'memory' or 'memory-fallback' ('disabled' when RATELIMIT_ENABLED is false)."""
+    storage = current_app.extensions.get("ratelimit")
+    if storage is None:
+        return "disabled"
+    return getattr(storage, "mode", "memory")
