@@ -1,0 +1,228 @@
+"""Rate limits through the Flask test client: headers, exemptions, policies, storage state."""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+from flask import Blueprint, g, request
+from prometheus_client import REGISTRY
+
+from appfactory import create_app
+from tests.conftest import base_overrides
+from tests.support.services import RedisServer, free_port, require_redis
+
+HEADERS = ("X-RateLimit-Limit", "X-RateLimit-Remaining", "X-RateLimit-Reset", "RateLimit-Policy", "RateLimit")
+
+
+@pytest.fixture
+def make_app(database_url):
+    """Apps with small limits; each worker of one, so the memory share is the whole limit."""
+    apps = []
+
+    def make(**overrides):
+        settings = {"DATABASE_URL": database_url, "WEB_CONCURRENCY": 1, "RATE_LIMIT_PER_MINUTE": 3}
+        app = create_app(base_overrides(**{**settings, **overrides}))
+        apps.append(app)
+        return app
+
+    yield make
+    for app in apps:
+        app.extensions["db"].dispose()
+
+
+def _assert_headers(response, limit, remaining, policy="default"):
+    for name in HEADERS:
+        assert name in response.headers, name
+    assert response.headers["X-RateLimit-Limit"] == str(limit)
+    assert response.headers["X-RateLimit-Remaining"] == str(remaining)
+    reset = int(response.headers["X-RateLimit-Reset"])
+    assert time.time() - 1 <= reset <= time.time() + 61
+    assert response.headers["RateLimit-Policy"] == f'"{policy}";q={limit};w=60'
+    assert response.headers["RateLimit"].startswith(f'"{policy}";r={remaining};t=')
+
+
+def test_headers_on_success_and_errors_down_to_429(make_app):
+    client = make_app().test_client()
+    created = client.post("/api/v1/templates", json={"name": "a", "body": "b"})
+    assert created.status_code == 201
+    _assert_headers(created, 3, 2)
+    assert "Retry-After" not in created.headers
+
+    invalid = client.get("/api/v1/templates?limit=0")
+    assert invalid.status_code == 422
+    _assert_headers(invalid, 3, 1)
+
+    unknown = client.get("/api/v1/no/such/thing")
+    assert unknown.status_code == 404
+    _assert_headers(unknown, 3, 0)
+    assert "Retry-After" not in unknown.headers
+
+    limited = client.delete("/api/v1/templates")
+    assert limited.status_code == 429
+    _assert_headers(limited, 3, 0)
+    retry_after = int(limited.headers["Retry-After"])
+    assert 1 <= retry_after <= 60
+    assert limited.headers["RateLimit"] == f'"default";r=0;t={retry_after}'
+    error = limited.get_json()["error"]
+    assert error["code"] == "rate_limited"
+    assert "3 requests per 60 s" in error["message"]
+
+
+def test_unknown_method_under_api_is_limited_with_headers(make_app):
+    response = make_app().test_client().delete("/api/v1/templates")
+    assert response.status_code == 405
+    assert "GET" in response.headers["Allow"]
+    _assert_headers(response, 3, 2)
+
+
+def test_health_and_metrics_are_exempt(make_app):
+    app = make_app(RATE_LIMIT_PER_MINUTE=1)
+    app.add_url_rule("/metrics", "metrics_stand_in", lambda: "metrics 1\n")
+    client = app.test_client()
+    for _ in range(3):
+        for path in ("/health", "/health/live", "/health/ready", "/metrics"):
+            response = client.get(path)
+            assert response.status_code == 200, path
+            assert "X-RateLimit-Limit" not in response.headers
+    assert client.get("/api/v1/templates").status_code == 200
+    assert client.get("/api/v1/templates").status_code == 429
+
+
+def test_paths_outside_api_without_a_route_are_not_counted(make_app):
+    client = make_app(RATE_LIMIT_PER_MINUTE=1).test_client()
+    for _ in range(3):
+        response = client.get("/no/such/path")
+        assert response.status_code == 404
+        assert "X-RateLimit-Limit" not in response.headers
+    assert client.get("/api/v1/templates").status_code == 200
+
+
+def _ai_app(make_app, **overrides):
+    app = make_app(**overrides)
+    if "ai" not in app.blueprints:  # stand-in until the AI blueprint is part of the service
+        bp = Blueprint("ai", __name__, url_prefix="/api/v1/ai")
+        bp.add_url_rule("/generate", "generate", lambda: {"text": "hello"})
+        app.register_blueprint(bp)
+    return app
+
+
+def test_a_blueprint_named_ai_gets_its_own_budget(make_app):
+    client = _ai_app(make_app, RATE_LIMIT_PER_MINUTE=10, RATE_LIMIT_AI_PER_MINUTE=2).test_client()
+    url = "/api/v1/ai/generate?prompt=hi"
+    first = client.get(url)
+    assert first.status_code == 200
+    _assert_headers(first, 2, 1, policy="ai")
+    assert client.get(url).status_code == 200
+    limited = client.get(url)
+    assert limited.status_code == 429
+    _assert_headers(limited, 2, 0, policy="ai")
+    # The AI budget is separate: the default one is untouched.
+    _assert_headers(client.get("/api/v1/templates"), 10, 9)
+
+
+def test_memory_limits_are_divided_among_workers(make_app):
+    client = make_app(RATE_LIMIT_PER_MINUTE=60, WEB_CONCURRENCY=4).test_client()
+    statuses = [client.get("/api/v1/templates").status_code for _ in range(16)]
+    assert statuses == [200] * 15 + [429]
+
+
+def test_api_key_identity_gets_its_own_budget(make_app):
+    app = make_app(RATE_LIMIT_PER_MINUTE=1)
+
+    def identify():
+        if key := request.headers.get("X-Test-Key"):
+            g.api_key_id = key
+
+    # Identity must run before the limiter, which is the first hook after the request timer.
+    app.before_request_funcs[None].insert(1, identify)
+    client = app.test_client()
+    assert client.get("/api/v1/templates").status_code == 200
+    assert client.get("/api/v1/templates").status_code == 429
+    assert client.get("/api/v1/templates", headers={"X-Test-Key": "7"}).status_code == 200
+    assert client.get("/api/v1/templates", headers={"X-Test-Key": "8"}).status_code == 200
+    assert client.get("/api/v1/templates", headers={"X-Test-Key": "7"}).status_code == 429
+
+
+def test_forwarded_for_counts_only_through_trusted_proxies(make_app):
+    client = make_app(RATE_LIMIT_PER_MINUTE=1).test_client()
+    assert client.get("/api/v1/templates", headers={"X-Forwarded-For": "10.0.0.1"}).status_code == 200
+    assert client.get("/api/v1/templates", headers={"X-Forwarded-For": "10.0.0.2"}).status_code == 429
+
+    client = make_app(RATE_LIMIT_PER_MINUTE=1, TRUSTED_PROXIES=1).test_client()
+    assert client.get("/api/v1/templates", headers={"X-Forwarded-For": "10.0.0.1"}).status_code == 200
+    assert client.get("/api/v1/templates", headers={"X-Forwarded-For": "10.0.0.2"}).status_code == 200
+    spoofed = {"X-Forwarded-For": "10.9.9.9, 10.0.0.1"}
+    assert client.get("/api/v1/templates", headers=spoofed).status_code == 429
+
+
+def _limited_count() -> float:
+    return REGISTRY.get_sample_value("aigen_ratelimit_limited_total", {"policy": "default"}) or 0.0
+
+
+def test_429_is_counted_in_metrics(make_app):
+    client = make_app(RATE_LIMIT_PER_MINUTE=1).test_client()
+    before = _limited_count()
+    client.get("/api/v1/templates")
+    client.get("/api/v1/templates")
+    client.get("/api/v1/templates")
+    assert _limited_count() == before + 2
+
+
+def test_disabled_limiter_sends_no_headers(make_app):
+    client = make_app(RATE_LIMIT_PER_MINUTE=1, RATELIMIT_ENABLED="false").test_client()
+    for _ in range(3):
+        response = client.get("/api/v1/templates")
+        assert response.status_code == 200
+        assert "X-RateLimit-Limit" not in response.headers
+    assert client.get("/health").get_json()["rate_limit_storage"] == "disabled"
+
+
+def test_health_reports_memory_storage(make_app):
+    assert make_app().test_client().get("/health").get_json()["rate_limit_storage"] == "memory"
+
+
+def _client_commands(redis, action) -> list[str]:
+    """Commands that the app (not scripts, not this test) sent to Redis while `action` ran."""
+    with redis.monitor() as monitor:
+        action()
+        redis.echo("done")
+        seen = []
+        for entry in monitor.listen():
+            if entry["command"] == "ECHO done":
+                return [command for port, command in seen if port != entry["client_port"]]
+            if entry["client_type"] != "lua":
+                seen.append((entry["client_port"], entry["command"].split()[0]))
+
+
+def test_redis_storage_sends_one_command_per_request(make_app):
+    server = RedisServer().start()
+    try:
+        app = make_app(REDIS_URL=server.url, RATE_LIMIT_PER_MINUTE=100)
+        client = app.test_client()
+        assert client.get("/health").get_json()["rate_limit_storage"] == "redis"
+        client.get("/api/v1/nothing")  # loads the script once
+        responses = []
+        redis = require_redis(server.url)
+        commands = _client_commands(redis, lambda: responses.extend(client.get("/api/v1/nothing") for _ in range(10)))
+        # The headers came from the hits themselves, not from a second query per request.
+        assert commands == ["EVALSHA"] * 10
+        assert [r.headers["X-RateLimit-Remaining"] for r in responses] == [str(n) for n in range(98, 88, -1)]
+        keys = [key.decode() for key in redis.keys()]
+        assert keys and all(key.startswith(app.config["CACHE_NAMESPACE"] + ":rl:") for key in keys)
+    finally:
+        server.close()
+
+
+def test_redis_down_falls_back_to_memory_share_without_failing(make_app):
+    gauge = "aigen_ratelimit_fallback_active"
+    app = make_app(REDIS_URL=f"redis://127.0.0.1:{free_port()}/0", RATE_LIMIT_PER_MINUTE=60, WEB_CONCURRENCY=4)
+    client = app.test_client()
+    statuses = []
+    for _ in range(16):
+        response = client.get("/api/v1/templates")
+        statuses.append(response.status_code)
+        assert response.headers["X-RateLimit-Limit"] == "15"
+    assert statuses == [200] * 15 + [429]
+    assert REGISTRY.get_sample_value(gauge) == 1
+    assert client.get("/health").get_json()["rate_limit_storage"] == "memory-fallback"
