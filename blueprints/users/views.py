@@ -34,18 +34,18 @@ def create() -> tuple[dict, int, dict]:
     return user, 201, {"Location": url_for(".show", user_id=user["id"])}
 
 
-@bp.get("/<int:user_id>")
+@bp.get("/<id:user_id>")
 def show(user_id: int) -> dict:
     return store.get(user_id)
 
 
-@bp.patch("/<int:user_id>")
+@bp.patch("/<id:user_id>")
 def modify(user_id: int) -> dict:
     fields = _user_fields(partial=True)
     return store.update(user_id, fields) if fields else store.get(user_id)
 
 
-@bp.delete("/<int:user_id>")
+@bp.delete("/<id:user_id>")
 def remove(user_id: int) -> tuple[str, int]:
     store.delete(user_id)
     return "", 204
