@@ -204,7 +204,9 @@ def test_redis_storage_sends_one_command_per_request(make_app):
         client.get("/api/v1/nothing")  # loads the script once
         responses = []
         redis = require_redis(server.url)
-        commands = _client_commands(redis, lambda: responses.extend(client.get("/api/v1/nothing") for _ in range(10)))
+        commands = _client_commands(
+            redis, lambda: responses.extend(client.get("/api/v1/nothing") for _ in range(10))
+        )
         # The headers came from the hits themselves, not from a second query per request.
         assert commands == ["EVALSHA"] * 10
         assert [r.headers["X-RateLimit-Remaining"] for r in responses] == [str(n) for n in range(98, 88, -1)]
@@ -216,7 +218,9 @@ def test_redis_storage_sends_one_command_per_request(make_app):
 
 def test_redis_down_falls_back_to_memory_share_without_failing(make_app):
     gauge = "aigen_ratelimit_fallback_active"
-    app = make_app(REDIS_URL=f"redis://127.0.0.1:{free_port()}/0", RATE_LIMIT_PER_MINUTE=60, WEB_CONCURRENCY=4)
+    app = make_app(
+        REDIS_URL=f"redis://127.0.0.1:{free_port()}/0", RATE_LIMIT_PER_MINUTE=60, WEB_CONCURRENCY=4
+    )
     client = app.test_client()
     statuses = []
     for _ in range(16):

@@ -71,7 +71,9 @@ def test_exactly_the_limit_succeeds_across_workers(behind_proxy):
 
 
 def test_remaining_goes_down_by_one_per_request(behind_proxy):
-    remaining = [int(_get(behind_proxy.url, "203.0.113.11").headers["X-RateLimit-Remaining"]) for _ in range(8)]
+    remaining = [
+        int(_get(behind_proxy.url, "203.0.113.11").headers["X-RateLimit-Remaining"]) for _ in range(8)
+    ]
     assert remaining == list(range(59, 51, -1))
 
 
