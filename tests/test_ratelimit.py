@@ -44,19 +44,16 @@ def _assert_headers(response, limit, remaining, policy="default"):
 
 def test_headers_on_success_and_errors_down_to_429(make_app):
     client = make_app().test_client()
-    created = client.post("/api/v1/templates", json={"name": "a", "body": "b"})
-    assert created.status_code == 201
-    _assert_headers(created, 3, 2)
-    assert "Retry-After" not in created.headers
-
-    invalid = client.get("/api/v1/templates?limit=0")
-    assert invalid.status_code == 422
-    _assert_headers(invalid, 3, 1)
-
-    unknown = client.get("/api/v1/no/such/thing")
-    assert unknown.status_code == 404
-    _assert_headers(unknown, 3, 0)
-    assert "Retry-After" not in unknown.headers
+    steps = [
+        (client.post, "/api/v1/templates", {"json": {"name": "a", "body": "b"}}, 201),
+        (client.get, "/api/v1/templates?limit=0", {}, 422),
+        (client.get, "/api/v1/no/such/thing", {}, 404),
+    ]
+    for remaining, (send, path, kwargs, status) in zip((2, 1, 0), steps, strict=True):
+        response = send(path, **kwargs)
+        assert response.status_code == status, path
+        _assert_headers(response, 3, remaining)
+        assert "Retry-After" not in response.headers
 
     limited = client.delete("/api/v1/templates")
     assert limited.status_code == 429
@@ -230,3 +227,29 @@ def test_redis_down_falls_back_to_memory_share_without_failing(make_app):
     assert statuses == [200] * 15 + [429]
     assert REGISTRY.get_sample_value(gauge) == 1
     assert client.get("/health").get_json()["rate_limit_storage"] == "memory-fallback"
+
+
+def test_policy_limit_decorates_a_single_view(make_app):
+    from appfactory.ratelimit import policy_limit
+
+    app = make_app(RATE_LIMIT_PER_MINUTE=10, RATE_LIMIT_AI_PER_MINUTE=1)
+
+    @policy_limit("RATE_LIMIT_AI_PER_MINUTE", "probe")
+    def probe():
+        return {"ok": True}
+
+    app.add_url_rule("/api/v1/probe", "probe", probe)
+    client = app.test_client()
+    first = client.get("/api/v1/probe")
+    assert first.status_code == 200
+    _assert_headers(first, 1, 0, policy="probe")
+    assert client.get("/api/v1/probe").status_code == 429
+    _assert_headers(client.get("/api/v1/templates"), 10, 9)
+
+
+def test_bad_enabled_flag_names_the_variable():
+    from appfactory import config
+
+    with pytest.raises(config.ConfigError, match="RATELIMIT_ENABLED"):
+        config.load({"RATELIMIT_ENABLED": "maybe"})
+    assert config.load({"RATELIMIT_ENABLED": "off"})["RATELIMIT_ENABLED"] is False
