@@ -253,3 +253,26 @@ def test_bad_enabled_flag_names_the_variable():
     with pytest.raises(config.ConfigError, match="RATELIMIT_ENABLED"):
         config.load({"RATELIMIT_ENABLED": "maybe"})
     assert config.load({"RATELIMIT_ENABLED": "off"})["RATELIMIT_ENABLED"] is False
+
+
+def test_frozen_redis_costs_one_timeout_per_retry_interval(make_app):
+    server = RedisServer().start()
+    try:
+        app = make_app(
+            REDIS_URL=server.url, RATE_LIMIT_PER_MINUTE=100, REDIS_RETRY_AFTER_S=1, WEB_CONCURRENCY=2
+        )
+        client = app.test_client()
+        assert client.get("/api/v1/nothing").headers["X-RateLimit-Limit"] == "100"
+        server.freeze()
+        started = time.monotonic()
+        limits = [client.get("/api/v1/nothing").headers["X-RateLimit-Limit"] for _ in range(20)]
+        # One call waits for the socket timeout (250 ms), the others skip Redis while it backs off.
+        assert time.monotonic() - started < 2
+        assert set(limits) == {"50"}  # this worker's share of two
+        assert app.extensions["ratelimit"].mode == "memory-fallback"
+        server.thaw()
+        time.sleep(1.1)
+        assert client.get("/api/v1/nothing").headers["X-RateLimit-Limit"] == "100"
+        assert app.extensions["ratelimit"].mode == "redis"
+    finally:
+        server.close()
