@@ -22,6 +22,7 @@ JITTER = 0.1  # ±10% so entries written together do not expire together
 STALE_SHARE = 0.1  # an entry may be served stale for 10% of its TTL (at least a second) past its expiry
 
 Store = RedisStore | LocalStore
+now = time.time  # wall clock, shared by every worker and instance; tests replace it
 
 
 class NotCacheable(Exception):
@@ -32,10 +33,10 @@ class NotCacheable(Exception):
         self.value = value
 
 
-def expiries(ttl: int, now: float | None = None) -> tuple[float, int]:
+def expiries(ttl: int) -> tuple[float, int]:
     """(soft expiry as Unix time, hard TTL in seconds) for an entry written now."""
     soft = ttl * random.uniform(1 - JITTER, 1 + JITTER)
-    return (now or time.time()) + soft, math.ceil(soft + max(1.0, ttl * STALE_SHARE))
+    return now() + soft, math.ceil(soft + max(1.0, ttl * STALE_SHARE))
 
 
 class ResponseCache:
@@ -75,7 +76,7 @@ class ResponseCache:
             self.breaker.succeeded()
         if entry is None:
             return self._fill(store, key, ttl, compute, forced)
-        if entry[0] > time.time():
+        if entry[0] > now():
             return forced or HIT, entry[1]
         return self._refresh(store, key, ttl, compute, entry[1])
 
