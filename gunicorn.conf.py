@@ -1,14 +1,17 @@
-"""Gunicorn settings, from the same validated configuration the app reads."""
+"""Gunicorn settings, from the same validated configuration the app reads.
+
+Every public module-level name here is read by gunicorn as a setting: helpers stay private.
+"""
 
 import os
 import sys
 
-from appfactory import config
-from appfactory.logging import logging_config
+from appfactory import config as _config
+from appfactory.logging import logging_config as _logging_config
 
 try:
-    _settings = config.load(os.environ)
-except config.ConfigError as exc:
+    _settings = _config.load(os.environ)
+except _config.ConfigError as exc:
     sys.exit(f"configuration error: {exc}")
 
 bind = f"0.0.0.0:{_settings['PORT']}"
@@ -25,7 +28,7 @@ max_requests_jitter = 1_000
 worker_tmp_dir = "/dev/shm" if os.path.isdir("/dev/shm") else None
 preload_app = False
 accesslog = None  # the app logs one line per request itself
-logconfig_dict = logging_config(_settings["LOG_LEVEL"], _settings["LOG_FORMAT"])
+logconfig_dict = _logging_config(_settings["LOG_LEVEL"], _settings["LOG_FORMAT"])
 
 
 def on_starting(server):

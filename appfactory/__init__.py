@@ -15,6 +15,7 @@ from appfactory.errors import register_error_handlers
 from appfactory.extensions import init_extensions
 from appfactory.hooks import register_hooks
 from appfactory.logging import configure_logging
+from appfactory.routing import register_converters
 
 __version__ = "0.1.0"
 
@@ -31,6 +32,7 @@ def create_app(overrides: Mapping[str, Any] | None = None) -> Flask:
     if app.config["TRUSTED_PROXIES"]:
         app.wsgi_app = ProxyFix(app.wsgi_app, x_for=app.config["TRUSTED_PROXIES"])
 
+    register_converters(app)
     init_extensions(app)
     register_hooks(app)
     register_error_handlers(app)

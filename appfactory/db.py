@@ -119,34 +119,45 @@ class Database:
 
 
 class _Probe:
-    """Runs the health query in a side thread so a frozen server cannot hang the caller."""
+    """Runs the health query in a side thread so a frozen server cannot hang the caller.
+
+    Concurrent callers share the attempt in flight; a stuck attempt answers "down" at once
+    instead of piling up threads and connections.
+    """
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
-        self._pending: threading.Thread | None = None
+        self._current: _Attempt | None = None
 
     def run(self, engine: Engine) -> tuple[bool, float]:
         started = time.perf_counter()
-        result: list[bool] = []
         with self._lock:
-            if self._pending is not None and self._pending.is_alive():
-                # The last probe is still stuck: the database is not answering.
-                return False, 0.0
-            worker = threading.Thread(target=_select_one, args=(engine, result), daemon=True)
-            self._pending = worker
-            worker.start()
-        worker.join(PROBE_TIMEOUT_S)
-        return bool(result and result[0]), round((time.perf_counter() - started) * 1000, 2)
+            attempt = self._current
+            if attempt is None or attempt.done.is_set():
+                attempt = self._current = _Attempt(engine)
+        remaining = max(0.0, PROBE_TIMEOUT_S - (started - attempt.started))
+        answered = attempt.done.wait(remaining) and attempt.ok
+        return answered, round((time.perf_counter() - started) * 1000, 2)
 
 
-def _select_one(engine: Engine, result: list[bool]) -> None:
-    try:
-        with engine.connect() as conn:
-            conn.execute(text("SELECT 1"))
-        result.append(True)
-    except Exception as exc:
-        log.warning("Database probe failed: %s", exc.__class__.__name__)
-        result.append(False)
+class _Attempt:
+    """One SELECT 1 on its own daemon thread."""
+
+    def __init__(self, engine: Engine) -> None:
+        self.started = time.perf_counter()
+        self.done = threading.Event()
+        self.ok = False
+        threading.Thread(target=self._select_one, args=(engine,), daemon=True).start()
+
+    def _select_one(self, engine: Engine) -> None:
+        try:
+            with engine.connect() as conn:
+                conn.execute(text("SELECT 1"))
+            self.ok = True
+        except Exception as exc:
+            log.warning("Database probe failed: %s", exc.__class__.__name__)
+        finally:
+            self.done.set()
 
 
 db = Database()

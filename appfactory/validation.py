@@ -20,7 +20,10 @@ def json_body(allowed: Iterable[str] | None = None) -> dict[str, Any]:
     """The request's JSON object; 415, 400 or 422 when it is not one."""
     if not request.is_json:
         raise ApiError(415, "Send the body as JSON with Content-Type: application/json.")
-    body = request.get_json(silent=True)
+    try:
+        body = request.get_json(silent=True)
+    except RecursionError:  # absurdly deep nesting
+        body = None
     if body is None:
         if not request.get_data(cache=True):
             raise ApiError(400, "The request body is empty; send a JSON object.")
@@ -53,13 +56,24 @@ def text_field(
         raise invalid(name, "must be a string")
     if strip:
         value = value.strip()
-    if "\x00" in value:
-        raise invalid(name, "must not contain NUL characters")
+    check_text(name, value)
     if len(value) < min_length:
-        raise invalid(name, f"must be at least {min_length} characters")
+        raise invalid(
+            name, "must not be empty" if min_length == 1 else f"must be at least {min_length} characters"
+        )
     if len(value) > max_length:
         raise invalid(name, f"must be at most {max_length} characters")
     return value
+
+
+def check_text(name: str, value: str) -> None:
+    """Reject what no database or log line should hold: NUL and unpaired surrogates."""
+    if "\x00" in value:
+        raise invalid(name, "must not contain NUL characters")
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        raise invalid(name, "must be valid Unicode text") from None
 
 
 def number_field(

@@ -72,3 +72,24 @@ def test_insane_request_id_is_replaced(client, incoming):
     response = client.get("/health/live", headers={"X-Request-ID": incoming})
     assert response.headers["X-Request-ID"] != incoming
     assert len(response.headers["X-Request-ID"]) == 32
+
+
+def test_absurdly_nested_json_is_400(client):
+    data = "[" * 100_000 + "]" * 100_000
+    response = client.post("/api/v1/templates", data=data, content_type="application/json")
+    assert _error(response, 400)["code"] == "bad_request"
+
+
+def test_unpaired_surrogate_is_422(client):
+    data = '{"name": "\\ud800", "body": "x"}'
+    response = client.post("/api/v1/templates", data=data, content_type="application/json")
+    assert _error(response, 422)["field"] == "name"
+
+
+def test_non_finite_render_variable_is_422(client):
+    template = client.post("/api/v1/templates", json={"name": "n", "body": "{{x}}"}).get_json()
+    data = '{"variables": {"x": 1e999}}'
+    response = client.post(
+        f"/api/v1/templates/{template['id']}/render", data=data, content_type="application/json"
+    )
+    assert _error(response, 422)["field"] == "variables.x"

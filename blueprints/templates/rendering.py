@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import math
 import re
 from collections.abc import Mapping
 from typing import Any
 
 from appfactory.errors import ApiError
+from appfactory.validation import check_text
 
 PLACEHOLDER = re.compile(r"\{\{\s*([A-Za-z_][A-Za-z0-9_]*)\s*\}\}")
 
@@ -25,6 +27,10 @@ def render(body: str, variables: Mapping[str, Any]) -> str:
 
 
 def _as_text(name: str, value: Any) -> str:
-    if isinstance(value, bool) or not isinstance(value, (str, int, float)):
-        raise ApiError(422, f"variables.{name}: must be a string or a number", field=f"variables.{name}")
+    field = f"variables.{name}"
+    if isinstance(value, str):
+        check_text(field, value)
+        return value
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+        raise ApiError(422, f"{field}: must be a string or a finite number", field=field)
     return str(value)

@@ -37,7 +37,7 @@ def list_templates() -> dict:
     return store.list_page(limit, offset)
 
 
-@bp.get("/<int:template_id>")
+@bp.get("/<id:template_id>")
 def show(template_id: int) -> dict:
     return store.get(template_id)
 
@@ -49,14 +49,14 @@ def create() -> tuple[dict, int, dict]:
     return template, 201, {"Location": url_for(".show", template_id=template["id"])}
 
 
-@bp.put("/<int:template_id>")
+@bp.put("/<id:template_id>")
 def replace(template_id: int) -> dict:
     template = store.update(template_id, _template_fields(partial=False))
     invalidate_cache("templates")
     return template
 
 
-@bp.patch("/<int:template_id>")
+@bp.patch("/<id:template_id>")
 def modify(template_id: int) -> dict:
     fields = _template_fields(partial=True)
     if not fields:
@@ -66,14 +66,14 @@ def modify(template_id: int) -> dict:
     return template
 
 
-@bp.delete("/<int:template_id>")
+@bp.delete("/<id:template_id>")
 def remove(template_id: int) -> tuple[str, int]:
     store.delete(template_id)
     invalidate_cache("templates")
     return "", 204
 
 
-@bp.post("/<int:template_id>/render")
+@bp.post("/<id:template_id>/render")
 def render_template(template_id: int) -> dict:
     body = json_body(allowed=("variables",))
     variables = body.get("variables", {})

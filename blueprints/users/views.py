@@ -41,12 +41,12 @@ def _profile(user_id: int) -> dict[str, Any]:
     return store.get(user_id)
 
 
-@bp.get("/<int:user_id>")
+@bp.get("/<id:user_id>")
 def show(user_id: int) -> dict:
     return dict(_profile(user_id))
 
 
-@bp.patch("/<int:user_id>")
+@bp.patch("/<id:user_id>")
 def modify(user_id: int) -> dict:
     fields = _user_fields(partial=True)
     if not fields:
@@ -56,7 +56,7 @@ def modify(user_id: int) -> dict:
     return user
 
 
-@bp.delete("/<int:user_id>")
+@bp.delete("/<id:user_id>")
 def remove(user_id: int) -> tuple[str, int]:
     store.delete(user_id)
     invalidate_cache("user", pattern=f"{user_id}:*")

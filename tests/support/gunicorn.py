@@ -56,9 +56,19 @@ class Gunicorn:
                 self.process.kill()
                 self.process.wait()
 
+    def close(self) -> None:
+        """Stop the server and remove its log file."""
+        self.stop()
+        if not self.output.closed:
+            self.output.close()
+            os.unlink(self.output.name)
+
     def __enter__(self) -> Gunicorn:
-        return self.start()
+        try:
+            return self.start()
+        except BaseException:
+            self.close()
+            raise
 
     def __exit__(self, *exc) -> None:
-        self.stop()
-        os.unlink(self.output.name)
+        self.close()

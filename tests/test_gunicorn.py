@@ -1,0 +1,94 @@
+"""The service under a real gunicorn with several workers, on PostgreSQL and SQLite."""
+
+from __future__ import annotations
+
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+
+import pytest
+import requests
+
+from tests.support.gunicorn import Gunicorn
+
+pytestmark = pytest.mark.slow
+
+
+def _env(database_url: str, **extra: str) -> dict[str, str]:
+    return {"DATABASE_URL": database_url, "LOG_LEVEL": "WARNING", "RATE_LIMIT_PER_MINUTE": "100000", **extra}
+
+
+def _exercise_api(base: str) -> None:
+    created = requests.post(f"{base}/api/v1/templates", json={"name": "g", "body": "Hi {{who}}"}, timeout=10)
+    assert created.status_code == 201, created.text
+    location = base + created.headers["Location"]
+    assert requests.get(location, timeout=10).json()["variables"] == ["who"]
+    assert requests.get(f"{base}/api/v1/templates", timeout=10).json()["total"] == 1
+    rendered = requests.post(location + "/render", json={"variables": {"who": "Ada"}}, timeout=10)
+    assert rendered.json()["text"] == "Hi Ada"
+    user = requests.post(f"{base}/api/v1/users", json={"email": "a@b.co", "name": "A"}, timeout=10)
+    assert user.status_code == 201
+    assert requests.delete(location, timeout=10).status_code == 204
+    missing = requests.get(location, timeout=10)
+    assert missing.status_code == 404 and missing.json()["error"]["code"] == "not_found"
+    bad = requests.post(f"{base}/api/v1/templates", data="{", headers={"Content-Type": "application/json"})
+    assert bad.status_code == 400 and bad.json()["error"]["code"] == "bad_request"
+    health = requests.get(f"{base}/health", timeout=10)
+    assert health.status_code == 200 and health.json()["database"] == "connected"
+    assert health.headers["X-Process-Time"].endswith("ms")
+
+
+def test_serves_on_sqlite_with_schema_migrated_by_the_master(tmp_path):
+    url = f"sqlite:///{tmp_path / 'served.db'}"
+    with Gunicorn(_env(url, LOG_LEVEL="INFO"), workers=2) as server:
+        _exercise_api(server.url)
+        assert server.log().count("Running upgrade  -> 0001") == 1
+
+
+def test_serves_on_postgresql(postgres):
+    with Gunicorn(_env(postgres.url), workers=2) as server:
+        _exercise_api(server.url)
+
+
+def test_serves_with_preload(postgres):
+    with Gunicorn(_env(postgres.url, GUNICORN_CMD_ARGS="--preload"), workers=2) as server:
+        with ThreadPoolExecutor(8) as pool:
+            statuses = list(pool.map(lambda _: requests.get(f"{server.url}/health").status_code, range(40)))
+        assert statuses == [200] * 40
+
+
+def test_connections_stay_within_the_pool_bounds_under_concurrency(postgres):
+    workers, pool_size, overflow = 2, 2, 2
+    env = _env(postgres.url, DB_POOL_SIZE=str(pool_size), DB_MAX_OVERFLOW=str(overflow), GUNICORN_THREADS="8")
+    with Gunicorn(env, workers=workers) as server:
+        created = requests.post(f"{server.url}/api/v1/templates", json={"name": "p", "body": "b"}, timeout=10)
+        path = f"{server.url}{created.headers['Location']}"
+        peak, done = [0], threading.Event()
+
+        def sample() -> None:
+            while not done.is_set():
+                peak[0] = max(peak[0], postgres.connections())
+                time.sleep(0.01)
+
+        sampler = threading.Thread(target=sample)
+        sampler.start()
+        with ThreadPoolExecutor(50) as pool:
+            statuses = list(pool.map(lambda _: requests.get(path, timeout=30).status_code, range(500)))
+        done.set()
+        sampler.join()
+    assert statuses == [200] * 500
+    assert 0 < peak[0] <= workers * (pool_size + overflow)
+
+
+def test_database_down_at_start_still_serves_health(tmp_path):
+    from tests.support.services import free_port
+
+    env = _env(f"postgresql://postgres@127.0.0.1:{free_port()}/none")
+    with Gunicorn(env, workers=2) as server:
+        started = time.perf_counter()
+        health = requests.get(f"{server.url}/health", timeout=10)
+        assert time.perf_counter() - started < 2.5
+        assert health.status_code == 503
+        assert health.json()["database"] == "disconnected"
+        assert requests.get(f"{server.url}/health/live", timeout=5).status_code == 200
+        assert "migration at start failed" in server.log()
