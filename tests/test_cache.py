@@ -281,3 +281,27 @@ def test_clear_leaves_keys_outside_the_namespace_alone(tmp_path):
     finally:
         client.unlink(*outside)
         _delete_namespace(namespace)
+
+
+def test_frozen_redis_costs_one_timeout_per_back_off(tmp_path):
+    """A Redis that accepts but never answers: one request pays the socket timeout, the rest bypass."""
+    server = RedisServer().start()
+    url = f"sqlite:///{tmp_path / 'frozen.db'}"
+    migrate.upgrade(url)
+    overrides = {"REDIS_URL": server.url, "REDIS_TIMEOUT_MS": 500, "REDIS_RETRY_AFTER_S": 30}
+    # The limiter has its own Redis handling; this test is about the cache's.
+    app = create_app({**base_overrides(DATABASE_URL=url, **overrides), "RATELIMIT_ENABLED": False})
+    client = app.test_client()
+    try:
+        assert client.get("/api/v1/ai/generate?prompt=x").headers["X-Cache"] == "MISS"
+        server.freeze()
+        slow = 0
+        for _ in range(6):
+            started = time.perf_counter()
+            response = client.get("/api/v1/ai/generate?prompt=x")
+            slow += time.perf_counter() - started > 0.4
+            assert (response.status_code, response.headers["X-Cache"]) == (200, "BYPASS")
+        assert slow == 1
+    finally:
+        server.close()
+        app.extensions["db"].dispose()
