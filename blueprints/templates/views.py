@@ -7,6 +7,7 @@ from typing import Any
 from flask import url_for
 
 from appfactory.cache import cache_response, invalidate_cache
+from appfactory.timing import timed
 from appfactory.validation import invalid, json_body, pagination, text_field
 from blueprints.templates import bp, store
 from blueprints.templates.rendering import render
@@ -34,7 +35,8 @@ def _template_fields(partial: bool) -> dict[str, Any]:
 @cache_response(ttl="TEMPLATES_CACHE_TTL", key_prefix="templates")
 def list_templates() -> dict:
     limit, offset = pagination()
-    return store.list_page(limit, offset)
+    with timed("db"):
+        return store.list_page(limit, offset)
 
 
 @bp.get("/<id:template_id>")
