@@ -12,6 +12,7 @@ from typing import Any
 from appfactory.breaker import Breaker
 from appfactory.cachestats import Counters
 from appfactory.cachestore import LocalStore, RedisStore, StoreDown
+from appfactory.errors import ApiError
 from appfactory.redis_client import REDIS_ERRORS
 from appfactory.timing import timed
 
@@ -89,6 +90,9 @@ class ResponseCache:
             if token is not None:
                 try:
                     return forced or MISS, self._compute(store, key, ttl, compute)
+                except ApiError as exc:  # those waiting get this answer instead of calling again
+                    store.share_failure(key, exc)
+                    raise
                 finally:
                     store.release(key, token)
             entry = store.wait(key, deadline)

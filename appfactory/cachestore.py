@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import fnmatch
 import glob
+import json
 import secrets
 import threading
 import time
@@ -14,6 +15,7 @@ import redis
 from cachelib import SimpleCache
 
 from appfactory.breaker import Breaker
+from appfactory.errors import ApiError
 from appfactory.redis_client import REDIS_ERRORS
 
 # An entry is (soft expiry as Unix time, value); it is stale, not gone, past the soft expiry.
@@ -22,6 +24,8 @@ Entry = tuple[float, Any]
 # Deletes the lock only while it still holds our token, so a late owner never frees another's lock.
 _RELEASE = "if redis.call('get', KEYS[1]) == ARGV[1] then return redis.call('del', KEYS[1]) end return 0"
 _POLL_FIRST_S, _POLL_MAX_S = 0.005, 0.05
+# How long the callers already waiting on a failed computation may read its error; never a cache entry.
+FAILURE_VISIBLE_MS = 1000
 SCAN_BATCH = 500
 
 
@@ -45,6 +49,7 @@ class RedisStore:
         self.breaker = breaker
         self.entry_prefix = f"{namespace}:cache:"
         self.lock_prefix = f"{namespace}:lock:"
+        self.failure_prefix = f"{namespace}:failed:"
         self._release = client.register_script(_RELEASE)
 
     def get(self, key: str) -> Entry | None:
@@ -74,6 +79,14 @@ class RedisStore:
         except REDIS_ERRORS as exc:
             self.breaker.failed(exc)  # the lock expires by itself
 
+    def share_failure(self, key: str, error: ApiError) -> None:
+        """Let the callers waiting on this computation answer with its error instead of retrying it."""
+        failure = json.dumps([error.status, error.code, error.message])
+        try:
+            self.client.set(self.failure_prefix + key, failure, px=FAILURE_VISIBLE_MS)
+        except REDIS_ERRORS as exc:
+            self.breaker.failed(exc)
+
     def wait(self, key: str, deadline: float) -> Entry | None:
         """Poll until the entry appears, the lock holder gives up, or the deadline passes."""
         pause = _POLL_FIRST_S
@@ -83,10 +96,18 @@ class RedisStore:
                 if (entry := self.backend.get(key)) is not None:
                     return entry
                 if not self.client.exists(self.lock_prefix + key):
-                    return self.backend.get(key)
+                    return self._outcome(key)
                 pause = min(pause * 2, _POLL_MAX_S)
         except REDIS_ERRORS as exc:
             raise self._down(exc) from exc
+        return None
+
+    def _outcome(self, key: str) -> Entry | None:
+        if (entry := self.backend.get(key)) is not None:
+            return entry
+        if (failure := self.client.get(self.failure_prefix + key)) is not None:
+            status, code, message = json.loads(failure)
+            raise ApiError(status, message, code)
         return None
 
     def keys(self, prefix: str | None = None, pattern: str = "*") -> Iterator[str]:
@@ -120,6 +141,7 @@ class _Flight:
     def __init__(self) -> None:
         self.done = threading.Event()
         self.entry: Entry | None = None
+        self.error: ApiError | None = None
 
 
 class LocalStore:
@@ -153,11 +175,17 @@ class LocalStore:
                 del self._flights[key]
         token.done.set()
 
+    def share_failure(self, key: str, error: ApiError) -> None:
+        if (flight := self._flights.get(key)) is not None:
+            flight.error = error
+
     def wait(self, key: str, deadline: float) -> Entry | None:
         flight = self._flights.get(key)
         if flight is None:
             return self.get(key)
         flight.done.wait(max(0.0, deadline - time.monotonic()))
+        if flight.entry is None and (error := flight.error) is not None:
+            raise ApiError(error.status, error.message, error.code, **error.details)
         return flight.entry or self.get(key)
 
     def keys(self, prefix: str | None = None, pattern: str = "*") -> Iterator[str]:

@@ -185,6 +185,39 @@ def test_concurrent_misses_compute_once_across_apps(make_app, backend):
     assert len(calls) == 1
 
 
+def test_concurrent_misses_share_the_owner_failure_once(make_app, backend):
+    apps = [make_app(), make_app()] if backend == "redis" else [make_app()]
+    calls = []
+    gate = threading.Barrier(6)
+
+    @cache_response(ttl=60, key_prefix="failing")
+    def failing():
+        calls.append(1)
+        time.sleep(0.3)
+        raise ApiError(504, "too slow")
+
+    statuses = []
+
+    def call(app):
+        with app.app_context():
+            gate.wait()
+            try:
+                failing()
+            except ApiError as exc:
+                statuses.append(exc.status)
+
+    threads = [threading.Thread(target=call, args=(apps[i % len(apps)],)) for i in range(6)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(10)
+    assert statuses == [504] * 6
+    assert len(calls) == 1
+    with apps[0].app_context(), pytest.raises(ApiError):
+        failing()
+    assert len(calls) == 2
+
+
 def test_templates_list_is_cached_and_every_write_invalidates_it(client):
     assert client.get("/api/v1/templates").headers["X-Cache"] == "MISS"
     assert client.get("/api/v1/templates").headers["X-Cache"] == "HIT"

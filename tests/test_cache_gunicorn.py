@@ -65,6 +65,20 @@ def test_concurrent_identical_misses_make_one_upstream_call(tmp_path, namespace)
     assert model.calls == 1
 
 
+def test_concurrent_misses_share_an_upstream_failure_which_is_not_cached(tmp_path, namespace):
+    require_redis()
+    # As many requests as either worker has threads: all of them are in flight during the failing call.
+    with FakeModel(delay=1.0, status=500) as model:
+        env = _env(tmp_path, namespace, AI_PROVIDER="openai", AI_BASE_URL=model.url, GUNICORN_THREADS=8)
+        with Gunicorn(env, workers=2) as server, ThreadPoolExecutor(8) as pool:
+            responses = list(pool.map(lambda _: _generate(server.url, "prompt=broken"), range(8)))
+            assert model.calls == 1
+            assert _generate(server.url, "prompt=broken").status_code == 502
+    assert {r.status_code for r in responses} == {502}
+    assert {r.json()["error"]["code"] for r in responses} == {"upstream_error"}
+    assert model.calls == 2
+
+
 def test_redis_stopping_bypasses_the_cache_and_heals_by_itself(tmp_path, namespace):
     redis_server = RedisServer().start()
     env = _env(tmp_path, namespace, REDIS_URL=redis_server.url, REDIS_RETRY_AFTER_S=1, AI_LOCAL_LATENCY_MS=50)
