@@ -338,3 +338,18 @@ def test_frozen_redis_costs_one_timeout_per_back_off(tmp_path):
     finally:
         server.close()
         app.extensions["db"].dispose()
+
+
+def test_deleting_a_user_refreshes_the_templates_listing_their_ownership(app, client):
+    from sqlalchemy import update
+
+    from appfactory.models import templates
+
+    user = client.post("/api/v1/users", json={"email": "o@example.com", "name": "O"}).get_json()
+    template = client.post("/api/v1/templates", json={"name": "owned", "body": "b"}).get_json()
+    with app.extensions["db"].begin() as conn:
+        conn.execute(update(templates).where(templates.c.id == template["id"]).values(owner_id=user["id"]))
+    client.get("/api/v1/templates")
+    assert client.get("/api/v1/templates").get_json()["items"][0]["owner_id"] == user["id"]
+    client.delete(f"/api/v1/users/{user['id']}")
+    assert client.get("/api/v1/templates").get_json()["items"][0]["owner_id"] is None

@@ -62,4 +62,5 @@ def modify(user_id: int) -> dict:
 def remove(user_id: int) -> tuple[str, int]:
     store.delete(user_id)
     invalidate_cache("user", pattern=f"{user_id}:*")
+    invalidate_cache("templates")  # the user's templates lost their owner_id
     return "", 204
