@@ -353,3 +353,15 @@ def test_deleting_a_user_refreshes_the_templates_listing_their_ownership(app, cl
     assert client.get("/api/v1/templates").get_json()["items"][0]["owner_id"] == user["id"]
     client.delete(f"/api/v1/users/{user['id']}")
     assert client.get("/api/v1/templates").get_json()["items"][0]["owner_id"] is None
+
+
+@pytest.mark.parametrize("command", [["stats"], ["clear"], ["invalidate", "ai"]])
+def test_cli_says_when_redis_is_unavailable(tmp_path, command):
+    from tests.support.services import free_port
+
+    overrides = base_overrides(
+        DATABASE_URL=f"sqlite:///{tmp_path / 'cli.db'}", REDIS_URL=f"redis://127.0.0.1:{free_port()}/0"
+    )
+    result = create_app(overrides).test_cli_runner().invoke(args=["cache", *command])
+    assert result.exit_code == 1
+    assert "Redis is unavailable" in result.output and "Traceback" not in result.output
