@@ -10,14 +10,40 @@ from appfactory import cacheflow, create_app, migrate
 from appfactory.cache import cache_response, invalidate_cache
 from appfactory.errors import ApiError
 from tests.conftest import base_overrides
-from tests.support.services import REDIS_URL, RedisServer, require_redis
+from tests.support.services import REDIS_URL, RedisServer, free_port, require_redis
 
 
 def _delete_namespace(namespace: str) -> None:
-    client = require_redis()
-    keys = list(client.scan_iter(f"{namespace}:*"))
-    if keys:
-        client.unlink(*keys)
+    with require_redis() as client:
+        keys = list(client.scan_iter(f"{namespace}:*"))
+        if keys:
+            client.unlink(*keys)
+
+
+@pytest.fixture
+def redis():
+    with require_redis() as client:
+        yield client
+
+
+@pytest.fixture
+def new_app(tmp_path):
+    """create_app on a migrated SQLite file with overrides; its pools are closed at the end."""
+    url = f"sqlite:///{tmp_path / 'cache.db'}"
+    migrate.upgrade(url)
+    apps = []
+
+    def build(**overrides):
+        app = create_app({**base_overrides(DATABASE_URL=url), **overrides})
+        apps.append(app)
+        return app
+
+    yield build
+    for app in apps:
+        app.extensions["db"].dispose()
+        if (state := app.extensions["redis"]) is not None:
+            app.extensions["response_cache"].counters.flush()
+            state.client.close()
 
 
 @pytest.fixture(params=["simple", "redis"])
@@ -26,26 +52,14 @@ def backend(request):
 
 
 @pytest.fixture
-def make_app(tmp_path, backend):
+def make_app(new_app, backend):
     """Apps on the chosen backend that share one namespace, like workers of one service."""
-    url = f"sqlite:///{tmp_path / 'cache.db'}"
-    migrate.upgrade(url)
     namespace = f"test-{uuid.uuid4().hex[:8]}"
     redis_url = None
     if backend == "redis":
-        require_redis()
+        require_redis().close()
         redis_url = REDIS_URL
-    apps = []
-
-    def build(**overrides):
-        settings = base_overrides(DATABASE_URL=url, REDIS_URL=redis_url, CACHE_NAMESPACE=namespace)
-        app = create_app({**settings, **overrides})
-        apps.append(app)
-        return app
-
-    yield build
-    for app in apps:
-        app.extensions["db"].dispose()
+    yield lambda **overrides: new_app(REDIS_URL=redis_url, CACHE_NAMESPACE=namespace, **overrides)
     if backend == "redis":
         _delete_namespace(namespace)
 
@@ -76,7 +90,7 @@ def test_function_results_are_keyed_on_their_arguments(app):
     assert len(calls) == 3
 
 
-def test_keys_are_namespaced_and_explicit(app, backend):
+def test_keys_are_namespaced_and_explicit(app, backend, request):
     compute, _ = _counted(prefix="user", key=lambda a, b=0: f"{a}:profile")
     with app.app_context():
         compute(7)
@@ -84,7 +98,8 @@ def test_keys_are_namespaced_and_explicit(app, backend):
         assert list(store.keys()) == ["user:7:profile"]
     if backend == "redis":
         namespace = app.config["CACHE_NAMESPACE"]
-        assert require_redis().exists(f"{namespace}:cache:user:7:profile") == 1
+        redis = request.getfixturevalue("redis")
+        assert redis.exists(f"{namespace}:cache:user:7:profile") == 1
 
 
 def test_exceptions_are_never_cached(app):
@@ -157,11 +172,35 @@ def test_a_failed_refresh_serves_the_stale_value(app, monkeypatch):
         assert state.fetch("calc", "calc:x", 10, failing) == ("STALE", "old")
 
 
-def test_concurrent_misses_compute_once_across_apps(make_app, backend):
-    """Two apps on one namespace stand in for two workers; Redis coordinates them, or threads do."""
-    apps = [make_app(), make_app()] if backend == "redis" else [make_app()]
+def _concurrently(apps, count, fn):
+    """Call `fn` from `count` threads released together, spread over `apps`; the outcomes."""
+    gate = threading.Barrier(count)
+    outcomes = []
+
+    def call(app):
+        with app.app_context():
+            gate.wait()
+            try:
+                outcomes.append(fn())
+            except ApiError as exc:
+                outcomes.append(exc.status)
+
+    threads = [threading.Thread(target=call, args=(apps[i % len(apps)],)) for i in range(count)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(10)
+    return outcomes
+
+
+@pytest.fixture
+def workers(make_app, backend):
+    """Two apps on one namespace stand in for two workers with Redis; one app's threads otherwise."""
+    return [make_app(), make_app()] if backend == "redis" else [make_app()]
+
+
+def test_concurrent_misses_compute_once_across_apps(workers):
     calls = []
-    gate = threading.Barrier(8)
 
     @cache_response(ttl=60, key_prefix="slow")
     def slow():
@@ -169,26 +208,12 @@ def test_concurrent_misses_compute_once_across_apps(make_app, backend):
         time.sleep(0.3)
         return "value"
 
-    results = []
-
-    def call(app):
-        with app.app_context():
-            gate.wait()
-            results.append(slow())
-
-    threads = [threading.Thread(target=call, args=(apps[i % len(apps)],)) for i in range(8)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join(10)
-    assert results == ["value"] * 8
+    assert _concurrently(workers, 8, slow) == ["value"] * 8
     assert len(calls) == 1
 
 
-def test_concurrent_misses_share_the_owner_failure_once(make_app, backend):
-    apps = [make_app(), make_app()] if backend == "redis" else [make_app()]
+def test_concurrent_misses_share_the_owner_failure_once(workers):
     calls = []
-    gate = threading.Barrier(6)
 
     @cache_response(ttl=60, key_prefix="failing")
     def failing():
@@ -196,24 +221,9 @@ def test_concurrent_misses_share_the_owner_failure_once(make_app, backend):
         time.sleep(0.3)
         raise ApiError(504, "too slow")
 
-    statuses = []
-
-    def call(app):
-        with app.app_context():
-            gate.wait()
-            try:
-                failing()
-            except ApiError as exc:
-                statuses.append(exc.status)
-
-    threads = [threading.Thread(target=call, args=(apps[i % len(apps)],)) for i in range(6)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join(10)
-    assert statuses == [504] * 6
+    assert _concurrently(workers, 6, failing) == [504] * 6
     assert len(calls) == 1
-    with apps[0].app_context(), pytest.raises(ApiError):
+    with workers[0].app_context(), pytest.raises(ApiError):
         failing()
     assert len(calls) == 2
 
@@ -252,11 +262,9 @@ def test_user_profile_is_cached_and_writes_invalidate_it(client):
     assert client.get(path).status_code == 404
 
 
-def test_redis_down_serves_uncached_without_errors(tmp_path):
+def test_redis_down_serves_uncached_without_errors(new_app):
     server = RedisServer().start()
-    url = f"sqlite:///{tmp_path / 'down.db'}"
-    migrate.upgrade(url)
-    app = create_app(base_overrides(DATABASE_URL=url, REDIS_URL=server.url, REDIS_RETRY_AFTER_S=30))
+    app = new_app(REDIS_URL=server.url, REDIS_RETRY_AFTER_S=30)
     client = app.test_client()
     try:
         assert client.get("/api/v1/ai/generate?prompt=x").headers["X-Cache"] == "MISS"
@@ -269,7 +277,6 @@ def test_redis_down_serves_uncached_without_errors(tmp_path):
             assert invalidate_cache("ai") == 0
     finally:
         server.close()
-        app.extensions["db"].dispose()
 
 
 def _cli(app, *args):
@@ -299,31 +306,27 @@ def test_cli_stats_clear_invalidate_and_warm(app, tmp_path, backend):
     assert "deleted 0 entries" in _cli(app, "clear")
 
 
-def test_clear_leaves_keys_outside_the_namespace_alone(tmp_path):
-    client = require_redis()
-    app = create_app(base_overrides(REDIS_URL=REDIS_URL, DATABASE_URL=f"sqlite:///{tmp_path / 'x.db'}"))
+def test_clear_leaves_keys_outside_the_namespace_alone(new_app, redis):
+    app = new_app(REDIS_URL=REDIS_URL)
     namespace = app.config["CACHE_NAMESPACE"]
     outside = [f"{namespace}x:cache:ai:1", f"other-{namespace}:cache:ai:1", f"{namespace}:rl:client"]
     for key in outside:
-        client.set(key, "keep", ex=60)
+        redis.set(key, "keep", ex=60)
     try:
         with app.app_context():
             _counted()[0](1)
         assert "deleted 1 entries" in _cli(app, "clear")
-        assert client.exists(*outside) == len(outside)
+        assert redis.exists(*outside) == len(outside)
     finally:
-        client.unlink(*outside)
+        redis.unlink(*outside)
         _delete_namespace(namespace)
 
 
-def test_frozen_redis_costs_one_timeout_per_back_off(tmp_path):
+def test_frozen_redis_costs_one_timeout_per_back_off(new_app):
     """A Redis that accepts but never answers: one request pays the socket timeout, the rest bypass."""
     server = RedisServer().start()
-    url = f"sqlite:///{tmp_path / 'frozen.db'}"
-    migrate.upgrade(url)
-    overrides = {"REDIS_URL": server.url, "REDIS_TIMEOUT_MS": 500, "REDIS_RETRY_AFTER_S": 30}
     # The limiter has its own Redis handling; this test is about the cache's.
-    app = create_app({**base_overrides(DATABASE_URL=url, **overrides), "RATELIMIT_ENABLED": False})
+    app = new_app(REDIS_URL=server.url, REDIS_TIMEOUT_MS=500, REDIS_RETRY_AFTER_S=30, RATELIMIT_ENABLED=False)
     client = app.test_client()
     try:
         assert client.get("/api/v1/ai/generate?prompt=x").headers["X-Cache"] == "MISS"
@@ -337,7 +340,6 @@ def test_frozen_redis_costs_one_timeout_per_back_off(tmp_path):
         assert slow == 1
     finally:
         server.close()
-        app.extensions["db"].dispose()
 
 
 def test_deleting_a_user_refreshes_the_templates_listing_their_ownership(app, client):
@@ -356,12 +358,8 @@ def test_deleting_a_user_refreshes_the_templates_listing_their_ownership(app, cl
 
 
 @pytest.mark.parametrize("command", [["stats"], ["clear"], ["invalidate", "ai"]])
-def test_cli_says_when_redis_is_unavailable(tmp_path, command):
-    from tests.support.services import free_port
-
-    overrides = base_overrides(
-        DATABASE_URL=f"sqlite:///{tmp_path / 'cli.db'}", REDIS_URL=f"redis://127.0.0.1:{free_port()}/0"
-    )
-    result = create_app(overrides).test_cli_runner().invoke(args=["cache", *command])
+def test_cli_says_when_redis_is_unavailable(new_app, command):
+    app = new_app(REDIS_URL=f"redis://127.0.0.1:{free_port()}/0")
+    result = app.test_cli_runner().invoke(args=["cache", *command])
     assert result.exit_code == 1
     assert "Redis is unavailable" in result.output and "Traceback" not in result.output

@@ -19,10 +19,10 @@ pytestmark = pytest.mark.slow
 def namespace():
     name = f"test-{uuid.uuid4().hex[:8]}"
     yield name
-    client = require_redis()
-    keys = list(client.scan_iter(f"{name}:*"))
-    if keys:
-        client.unlink(*keys)
+    with require_redis() as client:
+        keys = list(client.scan_iter(f"{name}:*"))
+        if keys:
+            client.unlink(*keys)
 
 
 def _env(tmp_path, namespace, **extra) -> dict:
@@ -42,7 +42,7 @@ def _generate(base: str, query: str) -> requests.Response:
 
 
 def test_miss_then_hits_with_the_same_body_across_workers(tmp_path, namespace):
-    require_redis()
+    require_redis().close()
     with Gunicorn(_env(tmp_path, namespace, AI_LOCAL_LATENCY_MS=50), workers=2) as server:
         first = _generate(server.url, "prompt=hello&max_tokens=8")
         hits = [_generate(server.url, "max_tokens=8&prompt=hell%6F") for _ in range(10)]
@@ -54,7 +54,7 @@ def test_miss_then_hits_with_the_same_body_across_workers(tmp_path, namespace):
 
 
 def test_concurrent_identical_misses_make_one_upstream_call(tmp_path, namespace):
-    require_redis()
+    require_redis().close()
     with FakeModel(delay=1.0) as model:
         env = _env(tmp_path, namespace, AI_PROVIDER="openai", AI_BASE_URL=model.url)
         with Gunicorn(env, workers=2) as server, ThreadPoolExecutor(50) as pool:
@@ -66,7 +66,7 @@ def test_concurrent_identical_misses_make_one_upstream_call(tmp_path, namespace)
 
 
 def test_concurrent_misses_share_an_upstream_failure_which_is_not_cached(tmp_path, namespace):
-    require_redis()
+    require_redis().close()
     # As many requests as either worker has threads: all of them are in flight during the failing call.
     with FakeModel(delay=1.0, status=500) as model:
         env = _env(tmp_path, namespace, AI_PROVIDER="openai", AI_BASE_URL=model.url, GUNICORN_THREADS=8)
