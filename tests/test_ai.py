@@ -2,28 +2,15 @@
 
 import pytest
 
-from appfactory import create_app, migrate
-from tests.conftest import base_overrides
 from tests.support.upstream import FakeModel
 
 GENERATE = "/api/v1/ai/generate"
 
 
 @pytest.fixture
-def make_client(tmp_path):
-    """A test client for an app with the given overrides, on a migrated SQLite file."""
-    url = f"sqlite:///{tmp_path / 'ai.db'}"
-    migrate.upgrade(url)
-    apps = []
-
-    def build(**overrides):
-        app = create_app(base_overrides(DATABASE_URL=url, **overrides))
-        apps.append(app)
-        return app.test_client()
-
-    yield build
-    for app in apps:
-        app.extensions["db"].dispose()
+def make_client(new_app):
+    """A test client for an app with the given overrides."""
+    return lambda **overrides: new_app(**overrides).test_client()
 
 
 @pytest.fixture

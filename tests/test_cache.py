@@ -6,10 +6,9 @@ import uuid
 
 import pytest
 
-from appfactory import cacheflow, create_app, migrate
+from appfactory import cacheflow
 from appfactory.cache import cache_response, invalidate_cache
 from appfactory.errors import ApiError
-from tests.conftest import base_overrides
 from tests.support.services import REDIS_URL, RedisServer, free_port, require_redis
 
 
@@ -24,26 +23,6 @@ def _delete_namespace(namespace: str) -> None:
 def redis():
     with require_redis() as client:
         yield client
-
-
-@pytest.fixture
-def new_app(tmp_path):
-    """create_app on a migrated SQLite file with overrides; its pools are closed at the end."""
-    url = f"sqlite:///{tmp_path / 'cache.db'}"
-    migrate.upgrade(url)
-    apps = []
-
-    def build(**overrides):
-        app = create_app({**base_overrides(DATABASE_URL=url), **overrides})
-        apps.append(app)
-        return app
-
-    yield build
-    for app in apps:
-        app.extensions["db"].dispose()
-        if (state := app.extensions["redis"]) is not None:
-            app.extensions["response_cache"].counters.flush()
-            state.client.close()
 
 
 @pytest.fixture(params=["simple", "redis"])
