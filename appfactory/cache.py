@@ -77,6 +77,9 @@ def cache_response(
     of the path and the sorted, decoded query string). Exceptions and non-2xx views are not stored.
     """
 
+    if not key_prefix or ":" in key_prefix:
+        raise ValueError(f"key_prefix must be a non-empty name without ':', got {key_prefix!r}")
+
     def decorator(fn: Callable[..., Any]) -> Callable[..., Any]:
         @functools.wraps(fn)
         def wrapper(*args: Any, **kwargs: Any) -> Any:

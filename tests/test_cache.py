@@ -81,6 +81,12 @@ def test_keys_are_namespaced_and_explicit(app, backend, request):
         assert redis.exists(f"{namespace}:cache:user:7:profile") == 1
 
 
+@pytest.mark.parametrize("prefix", ["", "a:b"])
+def test_prefix_must_be_a_plain_name(prefix):
+    with pytest.raises(ValueError, match="key_prefix"):
+        cache_response(key_prefix=prefix)
+
+
 def test_exceptions_are_never_cached(app):
     calls = []
 
