@@ -1,35 +1,56 @@
-"""Flask-Caching bound to Redis when REDIS_URL is set, SimpleCache otherwise."""
+"""Flask-Caching bound to Redis when REDIS_URL is set, SimpleCache otherwise; the caching API."""
 
 from __future__ import annotations
 
+import functools
+import hashlib
+import json
+from collections.abc import Callable
 from typing import Any
 
-from flask import current_app
+import redis
+from flask import Flask, Response, current_app, g, has_request_context, request
 from flask_caching import Cache
 
-from appfactory.redis_client import client_options
+from appfactory.cacheflow import BYPASS, HIT, MISS, STALE, NotCacheable, ResponseCache
+from appfactory.cachestats import Counters
+from appfactory.cachestore import LocalStore, RedisStore
+
+__all__ = ["BYPASS", "HIT", "MISS", "STALE", "cache", "cache_response", "cache_status", "invalidate_cache"]
 
 cache = Cache()
 
+SIMPLE_CACHE_THRESHOLD = 1000
 
-def cache_config(config: dict[str, Any]) -> dict[str, Any]:
-    """Flask-Caching keys derived from the service's settings."""
-    prefix = f"{config['CACHE_NAMESPACE']}:cache:"
-    if not config.get("REDIS_URL"):
-        return {
-            "CACHE_TYPE": "SimpleCache",
-            "CACHE_DEFAULT_TIMEOUT": config["CACHE_DEFAULT_TTL"],
-            "CACHE_KEY_PREFIX": prefix,
-        }
-    options = client_options(config)
-    options.pop("retry", None)
-    return {
-        "CACHE_TYPE": "RedisCache",
-        "CACHE_REDIS_URL": config["REDIS_URL"],
-        "CACHE_KEY_PREFIX": prefix,
+
+def cache_config(config: dict[str, Any], client: redis.Redis | None = None) -> dict[str, Any]:
+    """Flask-Caching keys derived from the service's settings; Redis shares the service's client."""
+    common = {
         "CACHE_DEFAULT_TIMEOUT": config["CACHE_DEFAULT_TTL"],
-        "CACHE_OPTIONS": options,
+        "CACHE_KEY_PREFIX": f"{config['CACHE_NAMESPACE']}:cache:",
     }
+    if client is None:
+        return {**common, "CACHE_TYPE": "SimpleCache", "CACHE_THRESHOLD": SIMPLE_CACHE_THRESHOLD}
+    return {**common, "CACHE_TYPE": "RedisCache", "CACHE_REDIS_HOST": client}
+
+
+def init_cache(app: Flask) -> None:
+    """Bind Flask-Caching and the response cache (stores, counters) to the app."""
+    redis_state = app.extensions.get("redis")
+    client = redis_state.client if redis_state is not None else None
+    cache.init_app(app, config=cache_config(app.config, client))
+    backend = app.extensions["cache"][cache]
+    namespace = app.config["CACHE_NAMESPACE"]
+    # A miss waits for another worker's computation at most as long as the slowest upstream call.
+    lock_s = app.config["AI_TIMEOUT_S"] + 5
+    if redis_state is None:
+        state = ResponseCache(LocalStore(backend, "simple"), None, Counters(), lock_s)
+    else:
+        store = RedisStore(backend, client, redis_state.breaker, namespace)
+        counters = Counters(client, redis_state.breaker, f"{namespace}:stats")
+        state = ResponseCache(store, redis_state.breaker, counters, lock_s)
+    app.extensions["response_cache"] = state
+    app.after_request(_x_cache_header)
 
 
 def backend_name() -> str:
@@ -38,3 +59,71 @@ def backend_name() -> str:
     if redis_state is None:
         return "simple"
     return "redis" if redis_state.breaker.healthy else "bypass"
+
+
+def cache_status() -> str | None:
+    """HIT, MISS, STALE or BYPASS for the cached call this request made, if any."""
+    return g.get("cache_status")
+
+
+def cache_response(
+    ttl: int | str = "CACHE_DEFAULT_TTL",
+    key_prefix: str = "default",
+    key: Callable[..., str] | None = None,
+) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+    """Cache a function's result under `key_prefix` for `ttl` seconds (or the config key it names).
+
+    The key is `key(*args, **kwargs)` when given, else a SHA-256 of the arguments (for a view also
+    of the path and the sorted, decoded query string). Exceptions and non-2xx views are not stored.
+    """
+
+    if not key_prefix or ":" in key_prefix:
+        raise ValueError(f"key_prefix must be a non-empty name without ':', got {key_prefix!r}")
+
+    def decorator(fn: Callable[..., Any]) -> Callable[..., Any]:
+        @functools.wraps(fn)
+        def wrapper(*args: Any, **kwargs: Any) -> Any:
+            state: ResponseCache = current_app.extensions["response_cache"]
+            view = has_request_context() and current_app.view_functions.get(request.endpoint) is wrapper
+            suffix = key(*args, **kwargs) if key is not None else _digest(args, kwargs, view)
+            seconds = ttl if isinstance(ttl, int) else current_app.config[ttl]
+            if view:
+                compute = functools.partial(_view_result, fn, *args, **kwargs)
+            else:
+                compute = functools.partial(fn, *args, **kwargs)
+            g.cache_status = MISS
+            try:
+                g.cache_status, value = state.fetch(key_prefix, f"{key_prefix}:{suffix}", seconds, compute)
+            except NotCacheable as skip:
+                return skip.value
+            return Response(value[1], value[0], mimetype=value[2]) if view else value
+
+        return wrapper
+
+    return decorator
+
+
+def invalidate_cache(prefix: str, pattern: str = "*") -> int:
+    """Delete the entries under `prefix` whose key matches the glob `pattern`; returns how many."""
+    return current_app.extensions["response_cache"].invalidate(prefix, pattern)
+
+
+def _digest(args: tuple, kwargs: dict, view: bool) -> str:
+    parts: list[Any] = [args, sorted(kwargs.items())]
+    if view:
+        parts += [request.path, sorted(request.args.items(multi=True))]
+    payload = json.dumps(parts, separators=(",", ":"), default=repr)
+    return hashlib.sha256(payload.encode()).hexdigest()
+
+
+def _view_result(fn: Callable[..., Any], *args: Any, **kwargs: Any) -> tuple[int, bytes, str]:
+    response = current_app.make_response(fn(*args, **kwargs))
+    if not 200 <= response.status_code < 300 or response.is_streamed:
+        raise NotCacheable(response)
+    return response.status_code, response.get_data(), response.mimetype
+
+
+def _x_cache_header(response: Response) -> Response:
+    if (status := g.get("cache_status")) is not None:
+        response.headers["X-Cache"] = status
+    return response

@@ -1,4 +1,4 @@
-"""`flask db ...`: schema commands."""
+"""`flask db ...` and `flask cache ...`: the service's command groups."""
 
 from __future__ import annotations
 
@@ -7,6 +7,7 @@ from flask import Flask, current_app
 from flask.cli import AppGroup
 
 from appfactory import migrate
+from appfactory.cachecli import cache_cli
 
 db_cli = AppGroup("db", help="Database schema commands.")
 
@@ -22,3 +23,4 @@ def upgrade(revision: str) -> None:
 def register_cli(app: Flask) -> None:
     """Attach the service's command groups to `flask`."""
     app.cli.add_command(db_cli)
+    app.cli.add_command(cache_cli)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from flask import Flask
 
-from appfactory.cache import cache, cache_config
+from appfactory.cache import cache, init_cache
 from appfactory.db import db
 from appfactory.ratelimit import limiter, limiter_config
 from appfactory.redis_client import redis_client
@@ -14,9 +14,9 @@ __all__ = ["cache", "db", "init_extensions", "limiter", "redis_client"]
 
 def init_extensions(app: Flask) -> None:
     """Bind every extension to the app; none of them connects yet."""
-    for key, value in {**cache_config(app.config), **limiter_config(app.config)}.items():
+    for key, value in limiter_config(app.config).items():
         app.config.setdefault(key, value)
     db.init_app(app)
     redis_client.init_app(app)
-    cache.init_app(app)
+    init_cache(app)  # after redis_client: the cache shares its client and breaker
     limiter.init_app(app)

@@ -91,6 +91,8 @@ def number_field(
         return default
     if isinstance(raw, bool):
         raise invalid(name, "must be a number")
+    if integer and isinstance(raw, float) and not raw.is_integer():
+        raise invalid(name, "must be a whole number")
     try:
         value = int(raw) if integer else float(raw)
     except (TypeError, ValueError, OverflowError):

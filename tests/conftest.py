@@ -71,3 +71,23 @@ def client(app):
 @pytest.fixture
 def runner(app):
     return app.test_cli_runner()
+
+
+@pytest.fixture
+def new_app(tmp_path):
+    """create_app(overrides) on a migrated SQLite file; its pools are closed at the end."""
+    url = f"sqlite:///{tmp_path / 'app.db'}"
+    migrate.upgrade(url)
+    apps = []
+
+    def build(**overrides):
+        app = create_app({**base_overrides(DATABASE_URL=url), **overrides})
+        apps.append(app)
+        return app
+
+    yield build
+    for app in apps:
+        app.extensions["db"].dispose()
+        if (state := app.extensions["redis"]) is not None:
+            app.extensions["response_cache"].counters.flush()
+            state.client.close()

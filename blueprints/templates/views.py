@@ -6,6 +6,8 @@ from typing import Any
 
 from flask import url_for
 
+from appfactory.cache import cache_response, invalidate_cache
+from appfactory.timing import timed
 from appfactory.validation import invalid, json_body, pagination, text_field
 from blueprints.templates import bp, store
 from blueprints.templates.rendering import render
@@ -30,9 +32,11 @@ def _template_fields(partial: bool) -> dict[str, Any]:
 
 
 @bp.get("")
+@cache_response(ttl="TEMPLATES_CACHE_TTL", key_prefix="templates")
 def list_templates() -> dict:
     limit, offset = pagination()
-    return store.list_page(limit, offset)
+    with timed("db"):
+        return store.list_page(limit, offset)
 
 
 @bp.get("/<id:template_id>")
@@ -43,23 +47,31 @@ def show(template_id: int) -> dict:
 @bp.post("")
 def create() -> tuple[dict, int, dict]:
     template = store.create(_template_fields(partial=False))
+    invalidate_cache("templates")
     return template, 201, {"Location": url_for(".show", template_id=template["id"])}
 
 
 @bp.put("/<id:template_id>")
 def replace(template_id: int) -> dict:
-    return store.update(template_id, _template_fields(partial=False))
+    template = store.update(template_id, _template_fields(partial=False))
+    invalidate_cache("templates")
+    return template
 
 
 @bp.patch("/<id:template_id>")
 def modify(template_id: int) -> dict:
     fields = _template_fields(partial=True)
-    return store.update(template_id, fields) if fields else store.get(template_id)
+    if not fields:
+        return store.get(template_id)
+    template = store.update(template_id, fields)
+    invalidate_cache("templates")
+    return template
 
 
 @bp.delete("/<id:template_id>")
 def remove(template_id: int) -> tuple[str, int]:
     store.delete(template_id)
+    invalidate_cache("templates")
     return "", 204
 
 

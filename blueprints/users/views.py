@@ -7,6 +7,8 @@ from typing import Any
 
 from flask import url_for
 
+from appfactory.cache import cache_response, invalidate_cache
+from appfactory.timing import timed
 from appfactory.validation import invalid, json_body, text_field
 from blueprints.users import bp, store
 
@@ -34,18 +36,31 @@ def create() -> tuple[dict, int, dict]:
     return user, 201, {"Location": url_for(".show", user_id=user["id"])}
 
 
+@cache_response(ttl="USER_CACHE_TTL", key_prefix="user", key=lambda user_id: f"{user_id}:profile")
+def _profile(user_id: int) -> dict[str, Any]:
+    # The whole row is cached; what a viewer may see (the email) is decided per response.
+    with timed("db"):
+        return store.get(user_id)
+
+
 @bp.get("/<id:user_id>")
 def show(user_id: int) -> dict:
-    return store.get(user_id)
+    return dict(_profile(user_id))
 
 
 @bp.patch("/<id:user_id>")
 def modify(user_id: int) -> dict:
     fields = _user_fields(partial=True)
-    return store.update(user_id, fields) if fields else store.get(user_id)
+    if not fields:
+        return store.get(user_id)
+    user = store.update(user_id, fields)
+    invalidate_cache("user", pattern=f"{user_id}:*")
+    return user
 
 
 @bp.delete("/<id:user_id>")
 def remove(user_id: int) -> tuple[str, int]:
     store.delete(user_id)
+    invalidate_cache("user", pattern=f"{user_id}:*")
+    invalidate_cache("templates")  # the user's templates lost their owner_id
     return "", 204

@@ -1,0 +1,55 @@
+"""Generation: resolve the prompt and model, then ask the provider through the cache."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from datetime import UTC, datetime
+from typing import Any
+
+from flask import current_app
+
+from appfactory.cache import HIT, STALE, cache_response, cache_status
+from appfactory.errors import ApiError
+from appfactory.timing import timed
+from blueprints.templates import store as template_store
+from blueprints.templates.rendering import render
+
+
+def generate(prompt: str, model: str | None, max_tokens: int, temperature: float) -> dict[str, Any]:
+    """The answer for these parameters, from the cache when it has it."""
+    provider = current_app.extensions["ai_provider"]
+    result = _complete(provider.name, model or provider.default_model, prompt, max_tokens, temperature)
+    return {
+        "prompt": result["prompt"],
+        "model": result["model"],
+        "provider": result["provider"],
+        "text": result["text"],
+        "cached": cache_status() in (HIT, STALE),
+        "generated_at": result["generated_at"],
+    }
+
+
+@cache_response(ttl="AI_CACHE_TTL", key_prefix="ai")
+def _complete(provider_name: str, model: str, prompt: str, max_tokens: int, temperature: float) -> dict:
+    # Every argument is part of the cache key: each one changes the answer.
+    provider = current_app.extensions["ai_provider"]
+    with timed("upstream"):
+        text = provider.complete(prompt, model, max_tokens, temperature)
+    return {
+        "prompt": prompt,
+        "model": model,
+        "provider": provider_name,
+        "text": text,
+        "generated_at": datetime.now(UTC).isoformat(),
+    }
+
+
+def prompt_from_template(template_id: int, variables: Mapping[str, Any]) -> str:
+    """Render a stored template into a prompt; 404 when it does not exist, 422 when too long."""
+    with timed("db"):
+        template = template_store.get(template_id)
+    prompt = render(template["body"], variables).strip()
+    limit = current_app.config["MAX_PROMPT_CHARS"]
+    if not prompt or len(prompt) > limit:
+        raise ApiError(422, f"prompt: the rendered template must be 1 to {limit} characters", field="prompt")
+    return prompt

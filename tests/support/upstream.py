@@ -1,0 +1,64 @@
+"""A small OpenAI-compatible chat-completions server on 127.0.0.1 that counts its calls."""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+
+class FakeModel:
+    """Answers POST /v1/chat/completions after `delay` seconds with `status` (200 gives a completion)."""
+
+    def __init__(self, delay: float = 0.0, status: int = 200) -> None:
+        self.delay = delay
+        self.status = status
+        self.calls = 0
+        self.bodies: list[dict] = []
+        self._lock = threading.Lock()
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
+        self.server.daemon_threads = True
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/v1"
+        self._thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+
+    def _handler(self) -> type[BaseHTTPRequestHandler]:
+        model = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self) -> None:
+                body = json.loads(self.rfile.read(int(self.headers.get("Content-Length", 0))) or b"{}")
+                with model._lock:
+                    model.calls += 1
+                    model.bodies.append(body)
+                time.sleep(model.delay)
+                if self.path != "/v1/chat/completions":
+                    return self._send(404, {"error": "not found"})
+                if model.status != 200:
+                    return self._send(model.status, {"error": {"message": "upstream failed"}})
+                answer = f"echo: {body['messages'][0]['content']}"
+                self._send(200, {"model": body["model"], "choices": [{"message": {"content": answer}}]})
+
+            def _send(self, status: int, payload: dict) -> None:
+                data = json.dumps(payload).encode()
+                try:
+                    self.send_response(status)
+                    self.send_header("Content-Type", "application/json")
+                    self.send_header("Content-Length", str(len(data)))
+                    self.end_headers()
+                    self.wfile.write(data)
+                except OSError:
+                    pass  # the client gave up (timeout tests)
+
+            def log_message(self, *args) -> None:
+                pass
+
+        return Handler
+
+    def __enter__(self) -> FakeModel:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.server.shutdown()
+        self.server.server_close()
