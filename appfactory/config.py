@@ -125,7 +125,7 @@ VARS: tuple[Var, ...] = (
     Var("TEMPLATES_CACHE_TTL", 600, _integer(1), "seconds"),
     Var("USER_CACHE_TTL", 300, _integer(1), "seconds"),
     Var("RATE_LIMIT_PER_MINUTE", 60, _integer(1), "default limit per client"),
-    Var("RATE_LIMIT_AI_PER_MINUTE", 20, _integer(1), "limit per client of AI generation"),
+    Var("RATE_LIMIT_AI_PER_MINUTE", None, _integer(1), "unset: AI generation shares the default budget"),
     Var("RATELIMIT_ENABLED", True, _flag, "false switches rate limiting off"),
     Var("TRUSTED_PROXIES", 0, _integer(0, 10), "X-Forwarded-For hops to trust"),
     Var("LOG_LEVEL", "INFO", _log_level, "DEBUG, INFO, WARNING, ERROR or CRITICAL"),

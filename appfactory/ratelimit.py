@@ -37,9 +37,20 @@ def per_minute(config_key: str) -> Callable[[], str]:
     """A limit provider reading `config_key` (requests per minute) from the current app."""
 
     def provider() -> str:
-        return f"{current_app.config[config_key]}/minute"
+        config = current_app.config
+        return f"{config.get(config_key) or config['RATE_LIMIT_PER_MINUTE']}/minute"
 
     return provider
+
+
+@functools.cache
+def _scope(config_key: str, name: str) -> Callable[[str], str]:
+    """The budget's name: its own when `config_key` is set, else the default budget, shared."""
+
+    def scope(_endpoint: str) -> str:
+        return name if current_app.config.get(config_key) else "default"
+
+    return scope
 
 
 def _breach_message() -> str:
@@ -68,7 +79,9 @@ def _policy(limit: RequestLimit) -> str:
 
 def policy_limit(config_key: str, name: str) -> Any:
     """A budget named `name` of `config_key` requests per minute, for a view or a blueprint."""
-    return limiter.shared_limit(per_minute(config_key), scope=name, error_message=_breach_message)
+    return limiter.shared_limit(
+        per_minute(config_key), scope=_scope(config_key, name), error_message=_breach_message
+    )
 
 
 class _Limiter(Limiter):

@@ -5,7 +5,7 @@ from __future__ import annotations
 import time
 
 import pytest
-from flask import Blueprint, g, request
+from flask import g, request
 from prometheus_client import REGISTRY
 
 from appfactory import create_app
@@ -97,11 +97,17 @@ def test_paths_outside_api_without_a_route_are_not_counted(make_app):
 
 def _ai_app(make_app, **overrides):
     app = make_app(**overrides)
-    if "ai" not in app.blueprints:  # stand-in until the AI blueprint is part of the service
-        bp = Blueprint("ai", __name__, url_prefix="/api/v1/ai")
-        bp.add_url_rule("/generate", "generate", lambda: {"text": "hello"})
-        app.register_blueprint(bp)
+    assert "ai" in app.blueprints
     return app
+
+
+def test_without_its_own_limit_ai_generation_shares_the_default_budget(make_app):
+    client = _ai_app(make_app, RATE_LIMIT_PER_MINUTE=3).test_client()
+    generated = client.get("/api/v1/ai/generate?prompt=hi")
+    _assert_headers(generated, 3, 2)
+    _assert_headers(client.get("/api/v1/templates"), 3, 1)
+    assert client.get("/api/v1/ai/generate?prompt=hi").status_code == 200
+    assert client.get("/api/v1/ai/generate?prompt=hi").status_code == 429
 
 
 def test_a_blueprint_named_ai_gets_its_own_budget(make_app):
