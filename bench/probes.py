@@ -113,20 +113,28 @@ def held_connections(database: PostgresDatabase, url: str, load: wrk.Load, limit
     }
 
 
-def worker_rss_mb(master_pid: int) -> list[float]:
-    """Resident memory of each direct child (gunicorn worker) of `master_pid`, in MiB."""
-    sizes = []
+def workers(master_pid: int) -> list[int]:
+    """Pids of the direct children (gunicorn workers) of `master_pid`."""
+    found = []
     for entry in Path("/proc").iterdir():
         if not entry.name.isdigit():
             continue
         try:
-            stat = (entry / "stat").read_text()
-            ppid = int(stat.rsplit(")", 1)[1].split()[1])
-            if ppid != master_pid:
-                continue
-            status = (entry / "status").read_text()
+            if int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1]) == master_pid:
+                found.append(int(entry.name))
         except (OSError, IndexError, ValueError):
             continue  # the process went away while we looked
+    return found
+
+
+def worker_rss_mb(master_pid: int) -> list[float]:
+    """Resident memory of each gunicorn worker of `master_pid`, in MiB."""
+    sizes = []
+    for pid in workers(master_pid):
+        try:
+            status = Path(f"/proc/{pid}/status").read_text()
+        except OSError:
+            continue
         for line in status.splitlines():
             if line.startswith("VmRSS:"):
                 sizes.append(round(int(line.split()[1]) / 1024.0, 1))

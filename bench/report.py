@@ -15,8 +15,8 @@ REFERENCES = ("flask", "wsgi")
 def write(results: dict, out: Path) -> list[Path]:
     """Add ratios, then write BENCHMARKS.json, BENCHMARKS.png and BENCHMARKS.md into `out`."""
     out.mkdir(parents=True, exist_ok=True)
-    results["generated_at"] = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
-    results["software"] = _software()
+    results.setdefault("generated_at", time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()))
+    results.setdefault("software", _software())
     _add_ratios(results["cases"])
     paths = [out / f"{NAME}.json", out / f"{NAME}.png", out / f"{NAME}.md"]
     paths[0].write_text(json.dumps(results, indent=2) + "\n")
@@ -212,7 +212,11 @@ def _method(results: dict) -> list[str]:
         "send the same uncached prompt at once.",
         f"- Connections: `wrk -c{plan['pg_clients']}` on the template-by-id case for {plan['pg_seconds']} s "
         "while `pg_stat_activity` is sampled every 100 ms for the bench database (application_name aigen).",
-        "- Memory: VmRSS of each gunicorn worker (children of the master) after the runs.",
+        "- Memory: VmRSS of each gunicorn worker (children of the master) after the runs. Every worker, "
+        "reference apps included, carries what `gunicorn.conf.py` imports in the master (the service's "
+        "configuration and logging modules, hence Flask and SQLAlchemy).",
+        "- `gunicorn.conf.py` recycles workers after 10,000 ± 1,000 requests, as in production, so fast "
+        "cases restart workers during their runs and pay that cost too.",
         "- The machine may be shared: compare ratios within one run, not absolute figures across runs.",
     ]
 
