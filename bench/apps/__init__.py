@@ -1,0 +1,1 @@
+"""Reference apps served next to the service, with the same gunicorn configuration."""

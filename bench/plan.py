@@ -1,0 +1,79 @@
+"""What is measured and how hard: the cases and the two run plans (full and --quick)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class Case:
+    """One path on one server; `unique` makes every request's prompt new (an AI cache miss)."""
+
+    key: str
+    label: str
+    server: str
+    path: str
+    unique: bool = False
+
+
+REFERENCE_SERVERS = {
+    "wsgi": "bench.apps.bare_wsgi:app",
+    "flask": "bench.apps.bare_flask:app",
+    "plain": "bench.apps.plain:app",
+}
+SERVICE_APP = "wsgi:app"
+AI_PATH = "/api/v1/ai/generate?prompt="
+
+CASES: tuple[Case, ...] = (
+    Case("wsgi", "bare WSGI callable (ceiling)", "wsgi", "/hello"),
+    Case("flask", "bare Flask route", "flask", "/hello"),
+    Case("plain", "plain assembly: limiter + @cached + JSON log", "plain", "/hello"),
+    Case("ai_hit", "AI generation, cache HIT", "service", AI_PATH + "bench-hit"),
+    Case("templates_list", "templates list", "service", "/api/v1/templates"),
+    Case("template_by_id", "template by id (database)", "service", "/api/v1/templates/{template_id}"),
+    Case("ai_miss", "AI generation, uncached (0 ms model)", "service", AI_PATH, unique=True),
+    Case("health", "/health (database + Redis probes)", "service", "/health"),
+    Case("live", "/health/live (service floor)", "service", "/health/live"),
+)
+
+
+@dataclass(frozen=True)
+class Plan:
+    """Durations and sizes of one benchmark run."""
+
+    name: str
+    rounds: int
+    seconds: int
+    warmup_s: int
+    server_time_requests: int
+    fanout_clients: int
+    fanout_latency_s: float
+    pg_clients: int
+    pg_seconds: int
+    workers: int = 2
+    wrk_threads: int = 1
+    wrk_connections: int = 16
+
+
+FULL = Plan(
+    name="full",
+    rounds=5,
+    seconds=6,
+    warmup_s=2,
+    server_time_requests=2000,
+    fanout_clients=100,
+    fanout_latency_s=2.0,
+    pg_clients=200,
+    pg_seconds=10,
+)
+QUICK = Plan(
+    name="quick",
+    rounds=1,
+    seconds=1,
+    warmup_s=0,
+    server_time_requests=50,
+    fanout_clients=20,
+    fanout_latency_s=0.5,
+    pg_clients=200,
+    pg_seconds=1,
+)

@@ -1,0 +1,154 @@
+"""Figures beyond wrk: server time, upstream fan-out, database connections, worker memory."""
+
+from __future__ import annotations
+
+import os
+import statistics
+import threading
+import time
+import uuid
+from collections import Counter
+from pathlib import Path
+
+import requests
+
+from bench import wrk
+from tests.support.services import PostgresDatabase
+
+
+def percentile(values: list[float], pct: float) -> float:
+    """Nearest-rank percentile of a non-empty list."""
+    ordered = sorted(values)
+    rank = max(1, round(pct / 100.0 * len(ordered)))
+    return ordered[min(rank, len(ordered)) - 1]
+
+
+def server_time(url: str, count: int, unique: bool = False) -> dict:
+    """Median and p99 of X-Process-Time (and of the client's round trip) over sequential requests."""
+    server_ms: list[float] = []
+    client_ms: list[float] = []
+    caches: Counter[str] = Counter()
+    with requests.Session() as session:
+        for n in range(count):
+            target = f"{url}-{uuid.uuid4().hex[:8]}-{n}" if unique else url
+            started = time.perf_counter()
+            response = session.get(target, timeout=10)
+            client_ms.append((time.perf_counter() - started) * 1000.0)
+            header = response.headers.get("X-Process-Time", "")
+            if header.endswith("ms"):
+                server_ms.append(float(header[:-2]))
+            caches[response.headers.get("X-Cache", "-")] += 1
+    return {
+        "requests": count,
+        "server_p50_ms": statistics.median(server_ms) if server_ms else None,
+        "server_p99_ms": percentile(server_ms, 99) if server_ms else None,
+        "client_p50_ms": statistics.median(client_ms),
+        "client_p99_ms": percentile(client_ms, 99),
+        "x_cache": dict(caches),
+    }
+
+
+def fan_out(url: str, clients: int, upstream) -> dict:
+    """`clients` identical requests released at once; how many reached the upstream, and how long."""
+    upstream.reset()
+    barrier = threading.Barrier(clients)
+    statuses: Counter[int | str] = Counter()
+    caches: Counter[str] = Counter()
+    lock = threading.Lock()
+
+    def one() -> None:
+        barrier.wait()
+        try:
+            response = requests.get(url, timeout=120)
+            status, cache = response.status_code, response.headers.get("X-Cache", "-")
+        except requests.RequestException as exc:
+            status, cache = type(exc).__name__, "-"
+        with lock:
+            statuses[status] += 1
+            caches[cache] += 1
+
+    threads = [threading.Thread(target=one) for _ in range(clients)]
+    started = time.perf_counter()
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    return {
+        "clients": clients,
+        "model_latency_s": upstream.latency_s,
+        "upstream_calls": upstream.calls,
+        "wall_s": round(time.perf_counter() - started, 3),
+        "statuses": {str(k): v for k, v in statuses.items()},
+        "x_cache": dict(caches),
+    }
+
+
+def held_connections(database: PostgresDatabase, url: str, load: wrk.Load, limit: int) -> dict:
+    """Sample the database's sessions from pg_stat_activity while wrk holds `load.connections` clients."""
+    samples: list[int] = []
+    stop = threading.Event()
+
+    def sample() -> None:
+        while not stop.is_set():
+            samples.append(database.connections())
+            stop.wait(0.1)
+
+    sampler = threading.Thread(target=sample, daemon=True)
+    sampler.start()
+    try:
+        figures = wrk.run(url, load)
+    finally:
+        stop.set()
+        sampler.join()
+    return {
+        "clients": load.connections,
+        "seconds": load.seconds,
+        "held_max": max(samples, default=0),
+        "held_median": statistics.median(samples) if samples else 0,
+        "samples": len(samples),
+        "limit": limit,
+        "rps": figures["rps"],
+        "non_2xx": figures["non_2xx"],
+        "socket_errors": figures["socket_errors"],
+    }
+
+
+def workers(master_pid: int) -> list[int]:
+    """Pids of the direct children (gunicorn workers) of `master_pid`."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            if int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1]) == master_pid:
+                found.append(int(entry.name))
+        except (OSError, IndexError, ValueError):
+            continue  # the process went away while we looked
+    return found
+
+
+def worker_rss_mb(master_pid: int) -> list[float]:
+    """Resident memory of each gunicorn worker of `master_pid`, in MiB."""
+    sizes = []
+    for pid in workers(master_pid):
+        try:
+            status = Path(f"/proc/{pid}/status").read_text()
+        except OSError:
+            continue
+        for line in status.splitlines():
+            if line.startswith("VmRSS:"):
+                sizes.append(round(int(line.split()[1]) / 1024.0, 1))
+    return sorted(sizes)
+
+
+def machine() -> dict:
+    """What the figures were measured on."""
+    model = ""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                model = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    return {"cpus": os.cpu_count(), "cpu_model": model, "loadavg_at_start": os.getloadavg()}
