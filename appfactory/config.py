@@ -85,6 +85,15 @@ def _url(*schemes: str) -> Callable[[str, Any], str | None]:
     return parse
 
 
+def _boolean(name: str, raw: Any) -> bool:
+    if isinstance(raw, bool):
+        return raw
+    value = str(raw).strip().lower()
+    if value not in ("true", "false", "1", "0", "yes", "no", "on", "off"):
+        raise ConfigError(f"{name} must be true or false, got {raw!r}")
+    return value in ("true", "1", "yes", "on")
+
+
 def _text(name: str, raw: Any) -> str | None:
     return None if raw in (None, "") else str(raw)
 
@@ -120,6 +129,7 @@ VARS: tuple[Var, ...] = (
     Var("LOG_LEVEL", "INFO", _log_level, "DEBUG, INFO, WARNING, ERROR or CRITICAL"),
     Var("LOG_FORMAT", "json", _choice("json", "text"), "json or text"),
     Var("SLOW_REQUEST_MS", 1000, _number(0), "slow-request warning threshold"),
+    Var("METRICS_ENABLED", True, _boolean, "record per-request Prometheus metrics"),
     Var("AI_PROVIDER", "local", _choice("local", "openai"), "local or openai"),
     Var("AI_BASE_URL", None, _url("http", "https"), "OpenAI-compatible base URL ending in /v1"),
     Var("AI_API_KEY", None, _text, "bearer token for the upstream"),
