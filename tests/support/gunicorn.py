@@ -61,4 +61,5 @@ class Gunicorn:
 
     def __exit__(self, *exc) -> None:
         self.stop()
+        self.output.close()
         os.unlink(self.output.name)
