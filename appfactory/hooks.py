@@ -60,7 +60,8 @@ def _observer(app: Flask) -> Callable[[Response, float], None]:
             fields = request_fields(response, duration_ms)
             emit(access_log, logging.INFO, "request", fields)
             if slow:
-                emit(access_log, logging.WARNING, "Slow request detected", {**fields, "threshold_ms": slow_ms})
+                slow_fields = {**fields, "threshold_ms": slow_ms}
+                emit(access_log, logging.WARNING, "Slow request detected", slow_fields)
 
     return observe
 

@@ -36,7 +36,9 @@ REQUEST_SECONDS = Histogram(
 )
 RATE_LIMITED = Counter("aigen_rate_limited_requests_total", "Requests refused with 429, by route.", ["route"])
 CACHE_HITS = Counter("aigen_cache_hits_total", "Cache lookups that found a value, by key prefix.", ["prefix"])
-CACHE_MISSES = Counter("aigen_cache_misses_total", "Cache lookups that found nothing, by key prefix.", ["prefix"])
+CACHE_MISSES = Counter(
+    "aigen_cache_misses_total", "Cache lookups that found nothing, by key prefix.", ["prefix"]
+)
 UPSTREAM_SECONDS = Histogram(
     "aigen_upstream_latency_seconds",
     "Time the upstream model took to answer, by provider.",

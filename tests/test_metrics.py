@@ -66,9 +66,11 @@ def test_odd_methods_share_one_label(client):
     client.open("/health/live", method="BREW")
     after = samples(client)
     labels = {"method": "OTHER", "route": metrics.UNMATCHED_ROUTE, "status": "405"}
-    assert value(after, "aigen_http_requests_total", **labels) - value(
-        before, "aigen_http_requests_total", **labels
-    ) == 1
+    assert (
+        value(after, "aigen_http_requests_total", **labels)
+        - value(before, "aigen_http_requests_total", **labels)
+        == 1
+    )
 
 
 def test_cache_and_upstream_helpers(client):
@@ -78,18 +80,23 @@ def test_cache_and_upstream_helpers(client):
     metrics.record_cache("ai", False)
     metrics.observe_upstream("local", 0.2)
     after = samples(client)
-    assert value(after, "aigen_cache_hits_total", prefix="ai") - value(
-        before, "aigen_cache_hits_total", prefix="ai"
-    ) == 2
-    assert value(after, "aigen_cache_misses_total", prefix="ai") - value(
-        before, "aigen_cache_misses_total", prefix="ai"
-    ) == 1
+    assert (
+        value(after, "aigen_cache_hits_total", prefix="ai")
+        - value(before, "aigen_cache_hits_total", prefix="ai")
+        == 2
+    )
+    assert (
+        value(after, "aigen_cache_misses_total", prefix="ai")
+        - value(before, "aigen_cache_misses_total", prefix="ai")
+        == 1
+    )
     count = "aigen_upstream_latency_seconds_count"
     assert value(after, count, provider="local") - value(before, count, provider="local") == 1
     bucket = "aigen_upstream_latency_seconds_bucket"
-    assert value(after, bucket, provider="local", le="0.25") - value(
-        before, bucket, provider="local", le="0.25"
-    ) == 1
+    assert (
+        value(after, bucket, provider="local", le="0.25") - value(before, bucket, provider="local", le="0.25")
+        == 1
+    )
 
 
 def test_rate_limited_requests_are_counted_and_metrics_is_exempt(database_url):

@@ -146,7 +146,7 @@ def test_slow_request_warning_under_gunicorn(tmp_path, postgres):
     requests_by_id = {
         line["request_id"]: line
         for line in lines
-        if line["logger"] == "appfactory.access" and line["message"] == "request" and line["request_id"] in ids
+        if line["message"] == "request" and line["request_id"] in ids
     }
     assert len(requests_by_id) == len(ids)
     warnings = [
