@@ -9,7 +9,7 @@ import uuid
 from collections.abc import Callable
 from typing import Any
 
-from flask import Flask, Response, g, request
+from flask import Flask, Request, Response, g, request
 
 from appfactory import metrics
 from appfactory.logging import emit
@@ -32,14 +32,14 @@ def elapsed_ms() -> float:
     return (time.perf_counter() - g.get("start", time.perf_counter())) * 1000.0
 
 
-def request_fields(response: Response, duration_ms: float) -> dict[str, Any]:
+def request_fields(req: Request, response: Response, duration_ms: float) -> dict[str, Any]:
     """What the request line and the slow-request warning say about a request."""
     return {
-        "method": request.method,
-        "path": request.path,
+        "method": req.method,
+        "path": req.path,
         "status": response.status_code,
         "duration_ms": round(duration_ms, 2),
-        "remote_addr": request.remote_addr,
+        "remote_addr": req.remote_addr,
         "cache": response.headers.get("X-Cache"),
     }
 
@@ -50,14 +50,14 @@ def _observer(app: Flask) -> Callable[[Response, float], None]:
     metrics_enabled = app.config["METRICS_ENABLED"]
 
     def observe(response: Response, duration_ms: float) -> None:
+        req = request._get_current_object()  # one proxy lookup instead of one per attribute
         if metrics_enabled:
-            rule = request.url_rule
-            metrics.observe_request(
-                request.method, rule.rule if rule else None, response.status_code, duration_ms / 1000.0
-            )
+            rule = req.url_rule
+            route = rule.rule if rule else None
+            metrics.observe_request(req.method, route, response.status_code, duration_ms / 1000.0)
         slow = duration_ms > slow_ms
         if slow or access_log.isEnabledFor(logging.INFO):
-            fields = request_fields(response, duration_ms)
+            fields = request_fields(req, response, duration_ms)
             emit(access_log, logging.INFO, "request", fields)
             if slow:
                 slow_fields = {**fields, "threshold_ms": slow_ms}
