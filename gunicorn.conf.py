@@ -32,7 +32,7 @@ configure_logging(_settings["LOG_LEVEL"], _settings["LOG_FORMAT"])
 route_std_streams()
 
 
-class JsonLogger(glogging.Logger):
+class NoAccessLog(glogging.Logger):
     """gunicorn's logger with its access log off: the app writes the one line per request."""
 
     access_log_enabled = False
@@ -51,7 +51,7 @@ max_requests = 10_000
 max_requests_jitter = 1_000
 worker_tmp_dir = "/dev/shm" if os.path.isdir("/dev/shm") else None
 preload_app = False
-logger_class = JsonLogger
+logger_class = NoAccessLog
 accesslog = None
 loglevel = _settings["LOG_LEVEL"].lower()
 logconfig_dict = logging_config(_settings["LOG_LEVEL"], _settings["LOG_FORMAT"])

@@ -207,3 +207,17 @@ def test_bad_configuration_is_one_json_line(tmp_path):
     assert len(lines) == 1
     assert lines[0]["level"] == "CRITICAL"
     assert "DB_POOL_SIZE" in lines[0]["message"]
+
+
+def test_errors_gunicorn_prints_outside_logging_are_json_too(tmp_path):
+    server = Gunicorn(_env(tmp_path), workers=1, app="wsgi:no_such_app")
+    try:
+        with pytest.raises(RuntimeError):
+            server.start(timeout=20)
+        lines = _json_lines(server.log())
+    finally:
+        server.__exit__()
+    messages = [line["message"] for line in lines]
+    # gunicorn print()s this one straight to stderr in the worker.
+    assert "Failed to find attribute 'no_such_app' in 'wsgi'." in messages
+    assert any("App failed to load" in m for m in messages)
