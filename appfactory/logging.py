@@ -12,10 +12,10 @@ import threading
 import time
 import traceback
 from collections.abc import Mapping
-from functools import partial
 from typing import Any
 
 from flask import g, has_request_context
+from pythonjsonlogger.json import JsonEncoder
 from pythonjsonlogger.json import JsonFormatter as _LibraryJsonFormatter
 
 # Output keys every line has; a structured field with one of these names is written as `field_<name>`.
@@ -69,17 +69,32 @@ def _repr(value: Any) -> str:
 class _UtcTime:
     """ISO 8601 UTC timestamps with milliseconds, e.g. 2026-11-25T19:48:29.123Z."""
 
-    converter = time.gmtime
-    default_time_format = "%Y-%m-%dT%H:%M:%S"
-    default_msec_format = "%s.%03dZ"
+    _second: tuple[int, str] = (-1, "")
+
+    def formatTime(self, record: logging.LogRecord, datefmt: str | None = None) -> str:
+        # strftime once per second, not once per line: the access log writes many lines a second.
+        whole = int(record.created)
+        second, text = self._second
+        if second != whole:
+            text = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(whole))
+            self._second = (whole, text)
+        return f"{text}.{int(record.msecs):03d}Z"
+
+
+# One encoder for every line, built once; NaN is not JSON, so it is refused and the fallback turns it
+# into text.
+_ENCODER = JsonEncoder(allow_nan=False)
+
+
+def _encode(data: Any, **_library_options: Any) -> str:
+    return _ENCODER.encode(data)
 
 
 class JsonFormatter(_UtcTime, _LibraryJsonFormatter):
     """python-json-logger's formatter: UTC timestamps, structured fields, never an unserializable line."""
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
-        # NaN is not JSON: refuse it here so the fallback below turns it into text.
-        kwargs.setdefault("json_serializer", partial(json.dumps, allow_nan=False))
+        kwargs.setdefault("json_serializer", _encode)
         super().__init__(*args, **kwargs)
 
     def add_fields(self, log_data: dict[str, Any], record: logging.LogRecord, message_dict: dict) -> None:
