@@ -95,6 +95,7 @@ def track_pool(engine: Engine) -> None:
     """Keep POOL_CHECKED_OUT in step with the engine's pool; costs nothing on requests without SQL."""
     event.listen(engine, "checkout", lambda *_: POOL_CHECKED_OUT.inc())
     event.listen(engine, "checkin", lambda *_: POOL_CHECKED_OUT.dec())
+    POOL_CHECKED_OUT.inc(0)  # a worker that has not used its pool yet still reports 0
 
 
 def multiprocess_dir() -> str | None:

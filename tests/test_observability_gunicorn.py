@@ -100,9 +100,14 @@ def _stale_counter(directory: Path) -> None:
 def test_logs_are_json_one_line_per_request_and_metrics_sum_over_workers(tmp_path):
     directory = tmp_path / "prometheus"
     _stale_counter(directory)
-    n = 40
     with Gunicorn(_env(tmp_path), workers=2) as server:
-        responses = _fire(server, [f"/api/v1/templates/{i}" for i in range(1, n + 1)])
+        # Batches until both workers have served some: the second may still be booting at first.
+        responses: list[requests.Response] = []
+        for _ in range(20):
+            responses += _fire(server, [f"/api/v1/templates/{i}" for i in range(1, 11)])
+            if len(_per_process_counts(directory)) == 2 and len(responses) >= 40:
+                break
+        n = len(responses)
         assert [r.status_code for r in responses] == [404] * n
 
         exposition = requests.get(f"{server.url}/metrics", timeout=10).text
