@@ -1,15 +1,21 @@
-"""Server time the request log line and metrics add: two gunicorns, one with them and one without.
+"""Server time the request log line and metrics add: gunicorns with and without them, side by side.
 
 Run from the repository root: `.venv/bin/python -m bench.observability_overhead [requests] [path]`.
-Requests alternate between the two servers, so both see the same machine load.
+Requests alternate between the servers, so all see the same machine load. Then the hook's step alone
+is timed in this process (multiprocess metrics, log lines to a file).
 """
 
 from __future__ import annotations
 
+import logging
+import os
+import shutil
 import statistics
 import sys
 import tempfile
 import time
+import timeit
+from functools import partial
 
 import requests
 
@@ -58,5 +64,31 @@ def main(count: int = 3000, path: str = "/health/live") -> None:
         )
 
 
+def in_process(path: str = "/health/live") -> None:
+    """Time the after-request step (metrics + log line) alone, with each part on and off."""
+    directory = tempfile.mkdtemp()
+    os.environ["PROMETHEUS_MULTIPROC_DIR"] = directory  # before prometheus_client is imported
+    from flask import Response
+
+    from appfactory import create_app, hooks
+
+    print("after-request step alone, in process (min of 5 x 5000):")
+    log_file = open(os.path.join(directory, "log.jsonl"), "a")
+    try:
+        for name, env in VARIANTS.items():
+            app = create_app({"DATABASE_URL": f"sqlite:///{directory}/bench.db", **env})
+            for handler in logging.getLogger().handlers:
+                handler.setStream(log_file)
+            with app.test_request_context(path):
+                app.preprocess_request()
+                step = partial(hooks._observer(app), Response("{}"), 0.3)
+                best = min(timeit.repeat(step, number=5000, repeat=5))
+            print(f"  {name:20} {best / 5000 * 1e6:.1f} us per request")
+    finally:
+        log_file.close()
+        shutil.rmtree(directory, ignore_errors=True)
+
+
 if __name__ == "__main__":
     main(*(int(a) if a.isdigit() else a for a in sys.argv[1:]))
+    in_process(*(a for a in sys.argv[2:3]))
