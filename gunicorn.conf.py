@@ -17,7 +17,8 @@ os.makedirs(os.environ["PROMETHEUS_MULTIPROC_DIR"], exist_ok=True)
 from gunicorn import glogging  # noqa: E402
 
 from appfactory import config as _config  # noqa: E402  ("config" is a gunicorn setting)
-from appfactory.logging import configure_logging, logging_config, route_std_streams  # noqa: E402
+from appfactory.logging import configure_logging, logging_config  # noqa: E402
+from appfactory.stdstreams import route_std_streams  # noqa: E402
 
 try:
     _settings = _config.load(os.environ)

@@ -13,6 +13,7 @@ import pytest
 from appfactory import create_app
 from appfactory import logging as applog
 from appfactory.logging import api_logger
+from appfactory.stdstreams import LoggingStream
 from tests.conftest import base_overrides
 
 ISO_UTC = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z")
@@ -239,7 +240,7 @@ def test_text_format_for_humans(make_app, capsys):
 def test_printed_lines_become_log_records(capsys):
     applog.configure_logging("INFO", "json")
     original = sys.stderr
-    stream = applog.LoggingStream(logging.getLogger("stderr"), logging.ERROR, original)
+    stream = LoggingStream(logging.getLogger("stderr"), logging.ERROR, original)
     try:
         print("first line\nsecond", file=stream, end="")
         stream.flush()
