@@ -14,6 +14,13 @@ if not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
     os.environ["AIGEN_METRICS_TEMP_DIR"] = os.environ["PROMETHEUS_MULTIPROC_DIR"]  # removed at exit
 os.makedirs(os.environ["PROMETHEUS_MULTIPROC_DIR"], exist_ok=True)
 
+
+def _remove_own_metrics_dir() -> None:
+    own = os.environ.get("AIGEN_METRICS_TEMP_DIR")
+    if own and own == os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+        shutil.rmtree(own, ignore_errors=True)
+
+
 from gunicorn import glogging  # noqa: E402
 
 from appfactory import config as _config  # noqa: E402  ("config" is a gunicorn setting)
@@ -25,6 +32,7 @@ try:
 except _config.ConfigError as exc:
     configure_logging()
     logging.getLogger("gunicorn.error").critical("configuration error: %s", exc)
+    _remove_own_metrics_dir()
     sys.exit(1)
 
 # JSON from the first line on: gunicorn applies logconfig_dict only once its arbiter starts, and it
@@ -87,6 +95,4 @@ def child_exit(server, worker):
 
 def on_exit(server):
     """Remove the metrics directory this configuration made for itself."""
-    own = os.environ.get("AIGEN_METRICS_TEMP_DIR")
-    if own and own == os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
-        shutil.rmtree(own, ignore_errors=True)
+    _remove_own_metrics_dir()
