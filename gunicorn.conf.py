@@ -3,16 +3,52 @@
 Every public module-level name here is read by gunicorn as a setting: helpers stay private.
 """
 
+import logging
 import os
+import shutil
 import sys
+import tempfile
 
-from appfactory import config as _config
-from appfactory.logging import logging_config as _logging_config
+# prometheus-client picks single- or multi-process mode when first imported (appfactory imports it just
+# below), so the directory the workers share is named before that; on_starting empties it.
+if not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+    _shm = "/dev/shm" if os.path.isdir("/dev/shm") else None
+    os.environ["PROMETHEUS_MULTIPROC_DIR"] = tempfile.mkdtemp(prefix="aigen-metrics-", dir=_shm)
+    os.environ["AIGEN_METRICS_TEMP_DIR"] = os.environ["PROMETHEUS_MULTIPROC_DIR"]  # removed at exit
+os.makedirs(os.environ["PROMETHEUS_MULTIPROC_DIR"], exist_ok=True)
+
+
+def _remove_own_metrics_dir() -> None:
+    own = os.environ.get("AIGEN_METRICS_TEMP_DIR")
+    if own and own == os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+        shutil.rmtree(own, ignore_errors=True)
+
+
+from gunicorn import glogging  # noqa: E402
+
+from appfactory import config as _config  # noqa: E402  ("config" is a gunicorn setting)
+from appfactory.logging import configure_logging, logging_config  # noqa: E402
+from appfactory.stdstreams import route_std_streams  # noqa: E402
 
 try:
     _settings = _config.load(os.environ)
 except _config.ConfigError as exc:
-    sys.exit(f"configuration error: {exc}")
+    configure_logging()
+    logging.getLogger("gunicorn.error").critical("configuration error: %s", exc)
+    _remove_own_metrics_dir()
+    sys.exit(1)
+
+# JSON from the first line on: gunicorn applies logconfig_dict only once its arbiter starts, and it
+# prints some errors (bad settings, a worker that cannot import the app) straight to stderr.
+configure_logging(_settings["LOG_LEVEL"], _settings["LOG_FORMAT"])
+route_std_streams()
+
+
+class NoAccessLog(glogging.Logger):
+    """gunicorn's logger with its access log off: the app writes the one line per request."""
+
+    access_log_enabled = False
+
 
 bind = f"0.0.0.0:{_settings['PORT']}"
 workers = _settings["WEB_CONCURRENCY"]
@@ -27,12 +63,24 @@ max_requests = 10_000
 max_requests_jitter = 1_000
 worker_tmp_dir = "/dev/shm" if os.path.isdir("/dev/shm") else None
 preload_app = False
-accesslog = None  # the app logs one line per request itself
-logconfig_dict = _logging_config(_settings["LOG_LEVEL"], _settings["LOG_FORMAT"])
+# One fixed control-socket path per user would be shared by every instance on a host.
+control_socket_disable = True
+logger_class = NoAccessLog
+accesslog = None
+loglevel = _settings["LOG_LEVEL"].lower()
+logconfig_dict = logging_config(_settings["LOG_LEVEL"], _settings["LOG_FORMAT"])
+
+
+def _empty_metrics_dir() -> None:
+    directory = os.environ["PROMETHEUS_MULTIPROC_DIR"]
+    for name in os.listdir(directory):
+        if name.endswith(".db"):
+            os.unlink(os.path.join(directory, name))
 
 
 def on_starting(server):
-    """Migrate the schema once, in the master, before any worker forks."""
+    """Start metrics from zero and migrate the schema once, in the master, before any worker forks."""
+    _empty_metrics_dir()
     from appfactory.migrate import upgrade_at_start
 
     url = _settings["DATABASE_URL"]
@@ -41,3 +89,15 @@ def on_starting(server):
 
         url = create_app().config["DATABASE_URL"]
     upgrade_at_start(url)
+
+
+def child_exit(server, worker):
+    """Drop a dead worker's live gauges; its counters stay in the sums."""
+    from prometheus_client import multiprocess
+
+    multiprocess.mark_process_dead(worker.pid)
+
+
+def on_exit(server):
+    """Remove the metrics directory this configuration made for itself."""
+    _remove_own_metrics_dir()

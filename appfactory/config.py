@@ -131,6 +131,7 @@ VARS: tuple[Var, ...] = (
     Var("LOG_LEVEL", "INFO", _log_level, "DEBUG, INFO, WARNING, ERROR or CRITICAL"),
     Var("LOG_FORMAT", "json", _choice("json", "text"), "json or text"),
     Var("SLOW_REQUEST_MS", 1000, _number(0), "slow-request warning threshold"),
+    Var("METRICS_ENABLED", True, _flag, "record per-request Prometheus metrics"),
     Var("AI_PROVIDER", "local", _choice("local", "openai"), "local or openai"),
     Var("AI_BASE_URL", None, _url("http", "https"), "OpenAI-compatible base URL ending in /v1"),
     Var("AI_API_KEY", None, _text, "bearer token for the upstream"),

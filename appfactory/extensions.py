@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from flask import Flask
 
+from appfactory import metrics
 from appfactory.cache import cache, init_cache
 from appfactory.db import db
 from appfactory.ratelimit import limiter, limiter_config
@@ -20,3 +21,4 @@ def init_extensions(app: Flask) -> None:
     redis_client.init_app(app)
     init_cache(app)  # after redis_client: the cache shares its client and breaker
     limiter.init_app(app)
+    metrics.init_app(app)

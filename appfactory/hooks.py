@@ -1,16 +1,24 @@
-"""Per-request bookkeeping: request id, timing headers."""
+"""Per-request bookkeeping: request id, timing headers, one log line and the request metrics."""
 
 from __future__ import annotations
 
+import logging
 import re
 import time
 import uuid
+from collections.abc import Callable
+from typing import Any
 
-from flask import Flask, Response, g, request
+from flask import Flask, Request, Response, g, request
 
+from appfactory import metrics
+from appfactory.logging import emit
 from appfactory.timing import server_timing
 
 _SANE_REQUEST_ID = re.compile(r"[A-Za-z0-9._-]{1,128}")
+
+log = logging.getLogger(__name__)
+access_log = logging.getLogger("appfactory.access")
 
 
 def _start() -> None:
@@ -24,16 +32,60 @@ def elapsed_ms() -> float:
     return (time.perf_counter() - g.get("start", time.perf_counter())) * 1000.0
 
 
-def _finish(response: Response) -> Response:
-    total = elapsed_ms()
-    response.headers["X-Request-ID"] = g.get("request_id") or uuid.uuid4().hex
-    response.headers["X-Process-Time"] = f"{total:.2f}ms"
-    response.headers["Server-Timing"] = server_timing(total)
-    return response
+def request_fields(req: Request, response: Response, duration_ms: float) -> dict[str, Any]:
+    """What the request line and the slow-request warning say about a request."""
+    return {
+        "method": req.method,
+        "path": req.path,
+        "status": response.status_code,
+        "duration_ms": round(duration_ms, 2),
+        "remote_addr": req.remote_addr,
+        "cache": response.headers.get("X-Cache"),
+    }
+
+
+def _observer(app: Flask) -> Callable[[Response, float], None]:
+    """Record metrics and log the request line, with the app's settings bound once."""
+    slow_ms = app.config["SLOW_REQUEST_MS"]
+    metrics_enabled = app.config["METRICS_ENABLED"]
+
+    def observe(response: Response, duration_ms: float) -> None:
+        req = request._get_current_object()  # one proxy lookup instead of one per attribute
+        if metrics_enabled:
+            rule = req.url_rule
+            route = rule.rule if rule else None
+            metrics.observe_request(req.method, route, response.status_code, duration_ms / 1000.0)
+        slow = duration_ms > slow_ms
+        if slow or access_log.isEnabledFor(logging.INFO):
+            fields = request_fields(req, response, duration_ms)
+            emit(access_log, logging.INFO, "request", fields)
+            if slow:
+                slow_fields = {**fields, "threshold_ms": slow_ms}
+                emit(access_log, logging.WARNING, "Slow request detected", slow_fields)
+
+    return observe
+
+
+def _finisher(app: Flask) -> Callable[[Response], Response]:
+    observe = _observer(app)
+
+    def finish(response: Response) -> Response:
+        try:
+            observe(response, elapsed_ms())
+        except Exception:  # metrics or a log line are never worth a failed request
+            log.warning("Could not record the request", exc_info=True)
+        response.headers["X-Request-ID"] = g.get("request_id") or uuid.uuid4().hex
+        # Measured after the log line and metrics, so the header counts what they cost.
+        total = elapsed_ms()
+        response.headers["X-Process-Time"] = f"{total:.2f}ms"
+        response.headers["Server-Timing"] = server_timing(total)
+        return response
+
+    return finish
 
 
 def register_hooks(app: Flask) -> None:
     """Install the request hooks; the timer starts first and the headers are written last."""
     app.before_request_funcs.setdefault(None, []).insert(0, _start)
     # after_request functions run last-registered first: index 0 runs after every other one.
-    app.after_request_funcs.setdefault(None, []).insert(0, _finish)
+    app.after_request_funcs.setdefault(None, []).insert(0, _finisher(app))

@@ -2,11 +2,25 @@
 
 from __future__ import annotations
 
+import json
 import logging
 import logging.config
+import math
+import sys
+import time
+import traceback
+from collections.abc import Mapping
 from typing import Any
 
 from flask import g, has_request_context
+from pythonjsonlogger.json import JsonEncoder
+from pythonjsonlogger.json import JsonFormatter as _LibraryJsonFormatter
+
+from appfactory.stdstreams import LoggingStream
+
+# Output keys every line has; a structured field with one of these names is written as `field_<name>`.
+CORE_KEYS = frozenset({"timestamp", "level", "logger", "message", "request_id"})
+_MAX_DEPTH = 8
 
 
 class RequestIdFilter(logging.Filter):
@@ -18,28 +32,139 @@ class RequestIdFilter(logging.Filter):
         return True
 
 
+def _fields_of(record: logging.LogRecord) -> Mapping[str, Any]:
+    return record.__dict__.get("_fields") or {}
+
+
+def _output_key(key: Any) -> str:
+    key = str(key)
+    return f"field_{key}" if key in CORE_KEYS else key
+
+
+def _readable(value: Any, depth: int = 0) -> Any:
+    """A JSON-safe copy: odd keys become strings, NaN and deep or cyclic values their repr."""
+    if value is None or isinstance(value, (str, int, bool)):
+        return value
+    if isinstance(value, float):
+        return value if math.isfinite(value) else repr(value)
+    if depth >= _MAX_DEPTH:
+        return _repr(value)
+    if isinstance(value, Mapping):
+        return {str(k): _readable(v, depth + 1) for k, v in value.items()}
+    if isinstance(value, (list, tuple, set, frozenset)):
+        return [_readable(v, depth + 1) for v in value]
+    return _repr(value)
+
+
+def _repr(value: Any) -> str:
+    try:
+        return str(value)
+    except Exception:
+        try:
+            return repr(value)
+        except Exception:
+            return f"<unprintable {type(value).__name__}>"
+
+
+class _UtcTime:
+    """ISO 8601 UTC timestamps with milliseconds, e.g. 2026-11-25T19:48:29.123Z."""
+
+    _second: tuple[int, str] = (-1, "")
+
+    def formatTime(self, record: logging.LogRecord, datefmt: str | None = None) -> str:
+        # strftime once per second, not once per line: the access log writes many lines a second.
+        whole = int(record.created)
+        second, text = self._second
+        if second != whole:
+            text = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(whole))
+            self._second = (whole, text)
+        return f"{text}.{int(record.msecs):03d}Z"
+
+
+# One encoder for every line, built once; NaN is not JSON, so it is refused and the fallback turns it
+# into text.
+_ENCODER = JsonEncoder(allow_nan=False)
+
+
+def _encode(data: Any, **_library_options: Any) -> str:
+    return _ENCODER.encode(data)
+
+
+class JsonFormatter(_UtcTime, _LibraryJsonFormatter):
+    """python-json-logger's formatter: UTC timestamps, structured fields, never an unserializable line."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        kwargs.setdefault("json_serializer", _encode)
+        super().__init__(*args, **kwargs)
+
+    def add_fields(self, log_data: dict[str, Any], record: logging.LogRecord, message_dict: dict) -> None:
+        super().add_fields(log_data, record, message_dict)
+        for key, value in _fields_of(record).items():
+            log_data[_output_key(key)] = value
+
+    def jsonify_log_record(self, log_data: dict[str, Any]) -> str:
+        try:
+            return super().jsonify_log_record(log_data)
+        except (TypeError, ValueError, RecursionError):
+            return super().jsonify_log_record(_readable(log_data))
+
+
+class TextFormatter(_UtcTime, logging.Formatter):
+    """One line for humans: the message followed by its fields as key=value."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        if record.__dict__.get("request_id") is None:
+            record.request_id = "-"
+        line = super().format(record)
+        fields = dict(_fields_of(record))
+        if not fields:
+            return line
+        error = fields.get("error")
+        trace = ""
+        if isinstance(error, dict) and "traceback" in error:
+            fields["error"] = f"{error.get('type')}: {error.get('message')}"
+            trace = "\n" + str(error["traceback"]).rstrip()
+        pairs = " ".join(f"{_output_key(k)}={_text_value(v)}" for k, v in fields.items())
+        head, newline, rest = line.partition("\n")  # keep exc_info's traceback below the fields
+        return f"{head} {pairs}{newline}{rest}{trace}"
+
+
+def _text_value(value: Any) -> str:
+    if isinstance(value, str) and value and " " not in value and "\n" not in value:
+        return value
+    try:
+        return json.dumps(_readable(value))
+    except (TypeError, ValueError):
+        return _repr(value)
+
+
+class StdoutHandler(logging.StreamHandler):
+    """A handler on the process's real stdout, also when sys.stdout is routed into logging."""
+
+    def __init__(self) -> None:
+        stream = sys.stdout
+        super().__init__(stream.original if isinstance(stream, LoggingStream) else stream)
+
+
 def logging_config(level: str = "INFO", fmt: str = "json") -> dict[str, Any]:
     """A dictConfig for the service; gunicorn.conf.py hands the same dict to gunicorn."""
     formatters = {
         "json": {
-            "()": "pythonjsonlogger.json.JsonFormatter",
+            "()": JsonFormatter,
             "fmt": "%(asctime)s %(levelname)s %(name)s %(message)s %(request_id)s",
             "rename_fields": {"asctime": "timestamp", "levelname": "level", "name": "logger"},
-            "datefmt": "%Y-%m-%dT%H:%M:%S%z",
         },
-        "text": {"format": "%(asctime)s %(levelname)-7s %(name)s [%(request_id)s] %(message)s"},
+        "text": {
+            "()": TextFormatter,
+            "format": "%(asctime)s %(levelname)-7s %(name)s [%(request_id)s] %(message)s",
+        },
     }
-    handler = {
-        "class": "logging.StreamHandler",
-        "stream": "ext://sys.stdout",
-        "formatter": fmt,
-        "filters": ["request_id"],
-    }
+    handler = {"()": StdoutHandler, "formatter": fmt, "filters": ["request_id"]}
     return {
         "version": 1,
         "disable_existing_loggers": False,
         "filters": {"request_id": {"()": RequestIdFilter}},
-        "formatters": {"json": formatters["json"], "text": formatters["text"]},
+        "formatters": {fmt: formatters[fmt]},
         "handlers": {"stdout": handler},
         "root": {"level": level, "handlers": ["stdout"]},
         "loggers": {
@@ -52,3 +177,56 @@ def logging_config(level: str = "INFO", fmt: str = "json") -> dict[str, Any]:
 def configure_logging(level: str = "INFO", fmt: str = "json") -> None:
     """Apply the service's logging configuration to this process."""
     logging.config.dictConfig(logging_config(level, fmt))
+
+
+def emit(logger: logging.Logger, level: int, message: str, fields: Mapping[str, Any]) -> None:
+    """Log `message` with structured fields; skips the caller lookup no output line uses."""
+    if logger.isEnabledFor(level):
+        record = logger.makeRecord(logger.name, level, "", 0, message, (), None, extra={"_fields": fields})
+        logger.handle(record)
+
+
+def error_fields(error: BaseException) -> dict[str, str]:
+    """The type, message and traceback of an exception, as log fields."""
+    return {
+        "type": type(error).__name__,
+        "message": _repr(error),
+        "traceback": "".join(traceback.format_exception(error)),
+    }
+
+
+class ApiLogger:
+    """`api_logger.info("User action", user_id=123)`: keyword arguments become JSON fields."""
+
+    def __init__(self, name: str) -> None:
+        self.logger = logging.getLogger(name)
+
+    def _log(self, level: int, message: str, error: Any, fields: dict[str, Any]) -> None:
+        try:
+            if error is not None:
+                fields["error"] = error_fields(error) if isinstance(error, BaseException) else error
+            emit(self.logger, level, message, fields)
+        except Exception:  # a log line is never worth a failed request
+            pass
+
+    def debug(self, message: str, /, *, error: Any = None, **fields: Any) -> None:
+        self._log(logging.DEBUG, message, error, fields)
+
+    def info(self, message: str, /, *, error: Any = None, **fields: Any) -> None:
+        self._log(logging.INFO, message, error, fields)
+
+    def warning(self, message: str, /, *, error: Any = None, **fields: Any) -> None:
+        self._log(logging.WARNING, message, error, fields)
+
+    def error(self, message: str, /, *, error: Any = None, **fields: Any) -> None:
+        self._log(logging.ERROR, message, error, fields)
+
+    def critical(self, message: str, /, *, error: Any = None, **fields: Any) -> None:
+        self._log(logging.CRITICAL, message, error, fields)
+
+    def exception(self, message: str, /, **fields: Any) -> None:
+        """ERROR with the exception being handled."""
+        self._log(logging.ERROR, message, sys.exc_info()[1], fields)
+
+
+api_logger = ApiLogger("appfactory.api")
