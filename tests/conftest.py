@@ -39,6 +39,7 @@ def base_overrides(**extra) -> dict:
         "LOG_LEVEL": "WARNING",
         "AI_LOCAL_LATENCY_MS": 0,
         "RATE_LIMIT_PER_MINUTE": 10_000,
+        "WEB_CONCURRENCY": 1,  # one process: the in-memory rate limit share is the whole limit
         **extra,
     }
 

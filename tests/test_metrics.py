@@ -40,7 +40,7 @@ def promtool_check(text: str) -> None:
     assert result.returncode == 0, result.stdout + result.stderr
 
 
-TEMPLATE_ROUTE = "/api/v1/templates/<int:template_id>"
+TEMPLATE_ROUTE = "/api/v1/templates/<id:template_id>"
 
 
 def test_requests_counted_by_route_template_not_path(client):

@@ -175,7 +175,7 @@ def test_dead_worker_keeps_its_counts_and_drops_its_gauge(tmp_path):
     directory = tmp_path / "prometheus"
     with Gunicorn(_env(tmp_path), workers=2) as server:
         n = 20
-        _fire(server, [f"/api/v1/templates/{i}" for i in range(n)])
+        _fire(server, [f"/api/v1/templates/{i}" for i in range(1, n + 1)])
         per_worker = _per_process_counts(directory)
         victim = max(per_worker, key=per_worker.get)
         assert (directory / f"gauge_livesum_{victim}.db").exists()
