@@ -13,6 +13,7 @@ from appfactory.breaker import Breaker
 from appfactory.cachestats import Counters
 from appfactory.cachestore import LocalStore, RedisStore, StoreDown
 from appfactory.errors import ApiError
+from appfactory.metrics import record_cache
 from appfactory.redis_client import REDIS_ERRORS
 from appfactory.timing import timed
 
@@ -56,8 +57,10 @@ class ResponseCache:
             outcome, value = self._fetch(key, ttl, compute)
         except NotCacheable:
             self.counters.add(prefix, "miss")
+            record_cache(prefix, hit=False)
             raise
         self.counters.add(prefix, outcome.lower())
+        record_cache(prefix, hit=outcome in (HIT, STALE))
         return outcome, value
 
     def _fetch(self, key: str, ttl: int, compute: Callable[[], Any]) -> tuple[str, Any]:

@@ -151,3 +151,19 @@ def test_exposition_passes_promtool(client):
     metrics.record_cache("templates", False)
     metrics.observe_upstream("local", 0.01)
     promtool_check(client.get("/metrics").get_data(as_text=True))
+
+
+def test_ai_generation_counts_cache_outcomes_and_upstream_latency(client):
+    before = samples(client)
+    prompt = "/api/v1/ai/generate?prompt=metrics-probe"
+    assert client.get(prompt).headers["X-Cache"] == "MISS"
+    assert client.get(prompt).headers["X-Cache"] == "HIT"
+    assert client.get(prompt).headers["X-Cache"] == "HIT"
+    after = samples(client)
+
+    def delta(name, **labels):
+        return value(after, name, **labels) - value(before, name, **labels)
+
+    assert delta("aigen_cache_misses_total", prefix="ai") == 1
+    assert delta("aigen_cache_hits_total", prefix="ai") == 2
+    assert delta("aigen_upstream_latency_seconds_count", provider="local") == 1

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Any
@@ -10,6 +11,7 @@ from flask import current_app
 
 from appfactory.cache import HIT, STALE, cache_response, cache_status
 from appfactory.errors import ApiError
+from appfactory.metrics import observe_upstream
 from appfactory.timing import timed
 from blueprints.templates import store as template_store
 from blueprints.templates.rendering import render
@@ -33,8 +35,12 @@ def generate(prompt: str, model: str | None, max_tokens: int, temperature: float
 def _complete(provider_name: str, model: str, prompt: str, max_tokens: int, temperature: float) -> dict:
     # Every argument is part of the cache key: each one changes the answer.
     provider = current_app.extensions["ai_provider"]
-    with timed("upstream"):
-        text = provider.complete(prompt, model, max_tokens, temperature)
+    started = time.perf_counter()
+    try:
+        with timed("upstream"):
+            text = provider.complete(prompt, model, max_tokens, temperature)
+    finally:  # failed and timed-out calls count too: they are what an operator looks for
+        observe_upstream(provider_name, time.perf_counter() - started)
     return {
         "prompt": prompt,
         "model": model,
