@@ -10,18 +10,26 @@ import weakref
 from typing import Any
 
 from flask import Flask, current_app, g
-from sqlalchemy import Engine, create_engine, event, text
+from sqlalchemy import Engine, create_engine, event, exc, text
 from sqlalchemy.engine import Connection, make_url
 
 log = logging.getLogger(__name__)
 
 PROBE_TIMEOUT_S = 1.0
+# A connection back in the pool for longer than this is pinged before reuse; a busy pool never is.
+PING_AFTER_IDLE_S = 1.0
 
 
 def engine_options(config: dict[str, Any]) -> dict[str, Any]:
     """Pool settings from the configuration; SQLite gets its thread-safe defaults."""
     url = make_url(config["DATABASE_URL"])
-    options: dict[str, Any] = {"pool_pre_ping": True, "pool_recycle": config["DB_POOL_RECYCLE"]}
+    # Every write commits explicitly and reads need no transaction: AUTOCOMMIT saves the BEGIN, and with
+    # nothing left open the ROLLBACK on return to the pool is skipped as well.
+    options: dict[str, Any] = {
+        "pool_recycle": config["DB_POOL_RECYCLE"],
+        "isolation_level": "AUTOCOMMIT",
+        "pool_reset_on_return": None,
+    }
     if url.get_backend_name() == "sqlite":
         options["connect_args"] = {"check_same_thread": False, "timeout": config["DB_POOL_TIMEOUT"]}
         return options
@@ -55,6 +63,28 @@ def _enable_sqlite_foreign_keys(engine: Engine) -> None:
         cursor.close()
 
 
+def _ping_idle_connections(engine: Engine) -> None:
+    """pool_pre_ping for connections that sat idle: a restarted server is noticed before a request fails.
+
+    Pinging on every checkout would add a round trip to each request of a busy pool; a connection reused
+    within PING_AFTER_IDLE_S is used as is (a disconnect there invalidates the whole pool at once).
+    """
+
+    @event.listens_for(engine, "checkin")
+    def _on_checkin(_dbapi_connection, record) -> None:
+        record.info["idle_since"] = time.monotonic()
+
+    @event.listens_for(engine, "checkout")
+    def _on_checkout(dbapi_connection, record, _proxy) -> None:
+        idle_since = record.info.get("idle_since")
+        if idle_since is None or time.monotonic() - idle_since < PING_AFTER_IDLE_S:
+            return
+        try:
+            engine.dialect.do_ping(dbapi_connection)
+        except engine.dialect.loaded_dbapi.Error as error:  # the pool then opens a fresh one
+            raise exc.DisconnectionError("connection lost while idle in the pool") from error
+
+
 def _forget_pool_after_fork(engine: Engine) -> None:
     """A forked child must never reuse its parent's sockets: drop them without closing."""
     ref = weakref.ref(engine)
@@ -70,6 +100,7 @@ def build_engine(config: dict[str, Any]) -> Engine:
     """Create the pooled engine; no connection is opened until first use."""
     engine = create_engine(config["DATABASE_URL"], **engine_options(config))
     _enable_sqlite_foreign_keys(engine)
+    _ping_idle_connections(engine)
     _forget_pool_after_fork(engine)
     return engine
 
