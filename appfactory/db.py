@@ -7,6 +7,9 @@ import os
 import threading
 import time
 import weakref
+from concurrent.futures import Future
+from concurrent.futures import TimeoutError as FutureTimeout
+from queue import SimpleQueue
 from typing import Any
 
 from flask import Flask, current_app, g
@@ -150,7 +153,7 @@ class Database:
 
 
 class _Probe:
-    """Runs the health query in a side thread so a frozen server cannot hang the caller.
+    """Runs the health query on one reusable side thread so a frozen server cannot hang the caller.
 
     Concurrent callers share the attempt in flight; a stuck attempt answers "down" at once
     instead of piling up threads and connections.
@@ -158,37 +161,50 @@ class _Probe:
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
-        self._current: _Attempt | None = None
+        self._current: tuple[float, Future[bool]] | None = None
+        self._queue: SimpleQueue[tuple[Engine, Future[bool]]] | None = None
+        self._pid = 0
 
     def run(self, engine: Engine) -> tuple[bool, float]:
         started = time.perf_counter()
         with self._lock:
-            attempt = self._current
-            if attempt is None or attempt.done.is_set():
-                attempt = self._current = _Attempt(engine)
-        remaining = max(0.0, PROBE_TIMEOUT_S - (started - attempt.started))
-        answered = attempt.done.wait(remaining) and attempt.ok
+            if self._queue is None or self._pid != os.getpid():
+                self._start_side_thread()
+            if self._current is None or self._current[1].done():
+                self._current = (started, Future())
+                self._queue.put((engine, self._current[1]))
+            attempt_started, attempt = self._current
+        remaining = max(0.0, PROBE_TIMEOUT_S - (started - attempt_started))
+        try:
+            answered = attempt.result(remaining)
+        except FutureTimeout:
+            answered = False
         return answered, round((time.perf_counter() - started) * 1000, 2)
 
+    def _start_side_thread(self) -> None:
+        # Daemon, unlike an executor's thread, so a probe stuck on a frozen server never holds up exit.
+        # A forked child has none of its parent's threads: it starts its own and forgets their attempt.
+        self._queue, self._pid, self._current = SimpleQueue(), os.getpid(), None
+        threading.Thread(target=_serve_probes, args=(self._queue,), name="db-probe", daemon=True).start()
 
-class _Attempt:
-    """One SELECT 1 on its own daemon thread."""
 
-    def __init__(self, engine: Engine) -> None:
-        self.started = time.perf_counter()
-        self.done = threading.Event()
-        self.ok = False
-        threading.Thread(target=self._select_one, args=(engine,), daemon=True).start()
+def _serve_probes(queue: SimpleQueue[tuple[Engine, Future[bool]]]) -> None:
+    while True:
+        engine, answer = queue.get()
+        answer.set_result(_select_one(engine))
 
-    def _select_one(self, engine: Engine) -> None:
-        try:
-            with engine.connect() as conn:
-                conn.execute(text("SELECT 1"))
-            self.ok = True
-        except Exception as exc:
-            log.warning("Database probe failed: %s", exc.__class__.__name__)
-        finally:
-            self.done.set()
+
+def _select_one(engine: Engine) -> bool:
+    try:
+        with engine.connect() as conn:
+            conn.execute(_SELECT_ONE)
+        return True
+    except Exception as exc:
+        log.warning("Database probe failed: %s", exc.__class__.__name__)
+        return False
+
+
+_SELECT_ONE = text("SELECT 1")
 
 
 db = Database()
