@@ -21,8 +21,10 @@ _COLUMNS = (
     templates.c.created_at,
     templates.c.updated_at,
 )
-# Built once: a request only binds the id (building the statement per request costs more than its cache).
+# Built once: a request only binds values (building a statement per request costs more than its cache).
 _BY_ID = select(*_COLUMNS).where(templates.c.id == bindparam("id"))
+_COUNT = select(func.count()).select_from(templates)
+_PAGE = select(*_COLUMNS).order_by(templates.c.id).limit(bindparam("limit")).offset(bindparam("offset"))
 
 
 def to_dict(row: Any) -> dict[str, Any]:
@@ -37,8 +39,8 @@ def to_dict(row: Any) -> dict[str, Any]:
 def list_page(limit: int, offset: int) -> dict[str, Any]:
     """One page of templates, oldest first, with the total count."""
     conn = db.connection()
-    total = conn.execute(select(func.count()).select_from(templates)).scalar_one()
-    rows = conn.execute(select(*_COLUMNS).order_by(templates.c.id).limit(limit).offset(offset))
+    total = conn.execute(_COUNT).scalar_one()
+    rows = conn.execute(_PAGE, {"limit": limit, "offset": offset})
     return {"items": [to_dict(row) for row in rows], "total": total, "limit": limit, "offset": offset}
 
 
