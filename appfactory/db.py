@@ -26,8 +26,9 @@ PING_AFTER_IDLE_S = 1.0
 def engine_options(config: dict[str, Any]) -> dict[str, Any]:
     """Pool settings from the configuration; SQLite gets its thread-safe defaults."""
     url = make_url(config["DATABASE_URL"])
-    # Every write commits explicitly and reads need no transaction: AUTOCOMMIT saves the BEGIN, and with
-    # nothing left open the ROLLBACK on return to the pool is skipped as well.
+    # Every write is one statement and reads need no transaction: AUTOCOMMIT saves the BEGIN, and with
+    # nothing left open the ROLLBACK on return to the pool is skipped as well. A future write of several
+    # statements that must be atomic needs conn.execution_options(isolation_level="READ COMMITTED").
     options: dict[str, Any] = {
         "pool_recycle": config["DB_POOL_RECYCLE"],
         "isolation_level": "AUTOCOMMIT",
