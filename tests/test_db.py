@@ -80,4 +80,5 @@ def test_health_probe_answers_in_a_forked_child(postgres):
         except BaseException:
             os._exit(2)
     _, status = os.waitpid(pid, 0)
+    app.extensions["db"].dispose()  # later tests count the session database's connections
     assert os.waitstatus_to_exitcode(status) == 0
