@@ -9,8 +9,8 @@ import shutil
 import sys
 import tempfile
 
-# prometheus-client picks single- or multi-process mode when first imported (appfactory imports it just
-# below), so the directory the workers share is named before that; on_starting empties it.
+# prometheus-client picks single- or multi-process mode when first imported (by the app), so the
+# directory the workers share is named before that; on_starting empties it.
 if not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
     _shm = "/dev/shm" if os.path.isdir("/dev/shm") else None
     os.environ["PROMETHEUS_MULTIPROC_DIR"] = tempfile.mkdtemp(prefix="aigen-metrics-", dir=_shm)
@@ -79,8 +79,12 @@ def _empty_metrics_dir() -> None:
 
 
 def on_starting(server):
-    """Start metrics from zero and migrate the schema once, in the master, before any worker forks."""
+    """Migrate the schema once, before any worker forks, then start metrics from zero."""
+    _in_child_process(_migrate)  # first: the metrics files it may write are emptied next
     _empty_metrics_dir()
+
+
+def _migrate() -> None:
     from appfactory.migrate import upgrade_at_start
 
     url = _settings["DATABASE_URL"]
@@ -89,6 +93,23 @@ def on_starting(server):
 
         url = create_app().config["DATABASE_URL"]
     upgrade_at_start(url)
+
+
+def _in_child_process(task) -> None:
+    """Run `task` in a forked child and wait for it."""
+    # What the task imports (alembic, mako, the app) stays out of the master, so out of every worker.
+    pid = os.fork()
+    if pid == 0:
+        status = 0
+        try:
+            task()
+        except BaseException:
+            logging.getLogger("gunicorn.error").exception("start-up task failed")
+            status = 1
+        finally:
+            logging.shutdown()
+            os._exit(status)
+    os.waitpid(pid, 0)
 
 
 def child_exit(server, worker):

@@ -4,24 +4,30 @@ from __future__ import annotations
 
 import os
 from collections.abc import Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from flask import Flask
-from werkzeug.middleware.proxy_fix import ProxyFix
-
-from appfactory import config
-from appfactory.cli import register_cli
-from appfactory.errors import register_error_handlers
-from appfactory.extensions import init_extensions
-from appfactory.hooks import register_hooks
-from appfactory.logging import configure_logging
-from appfactory.routing import register_converters
+if TYPE_CHECKING:
+    from flask import Flask
 
 __version__ = "0.1.0"
 
 
 def create_app(overrides: Mapping[str, Any] | None = None) -> Flask:
     """Build a configured app; tests pass overrides instead of environment variables."""
+    # Imported here, not at the top: gunicorn's master imports appfactory.config, and whatever this
+    # package imports on load would sit in the master and in every worker forked from it.
+    from flask import Flask
+    from werkzeug.middleware.proxy_fix import ProxyFix
+
+    from appfactory import config
+    from appfactory.cli import register_cli
+    from appfactory.errors import register_error_handlers
+    from appfactory.extensions import init_extensions
+    from appfactory.hooks import register_hooks
+    from appfactory.logging import configure_logging
+    from appfactory.routing import register_converters
+    from blueprints import register_blueprints
+
     settings = config.load(os.environ, overrides)
     configure_logging(settings["LOG_LEVEL"], settings["LOG_FORMAT"])
 
@@ -36,12 +42,6 @@ def create_app(overrides: Mapping[str, Any] | None = None) -> Flask:
     init_extensions(app)
     register_hooks(app)
     register_error_handlers(app)
-    _register_blueprints(app)
+    register_blueprints(app)
     register_cli(app)
     return app
-
-
-def _register_blueprints(app: Flask) -> None:
-    from blueprints import register_blueprints
-
-    register_blueprints(app)

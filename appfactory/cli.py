@@ -6,7 +6,6 @@ import click
 from flask import Flask, current_app
 from flask.cli import AppGroup
 
-from appfactory import migrate
 from appfactory.cachecli import cache_cli
 
 db_cli = AppGroup("db", help="Database schema commands.")
@@ -16,6 +15,8 @@ db_cli = AppGroup("db", help="Database schema commands.")
 @click.option("--revision", default="head", show_default=True, help="Target alembic revision.")
 def upgrade(revision: str) -> None:
     """Bring the database schema up to date."""
+    from appfactory import migrate  # alembic stays out of the serving processes
+
     migrate.upgrade(current_app.config["DATABASE_URL"], revision)
     click.echo(f"database at {revision}")
 

@@ -7,21 +7,33 @@ import os
 import threading
 import time
 import weakref
+from concurrent.futures import Future
+from concurrent.futures import TimeoutError as FutureTimeout
+from queue import SimpleQueue
 from typing import Any
 
 from flask import Flask, current_app, g
-from sqlalchemy import Engine, create_engine, event, text
+from sqlalchemy import Engine, create_engine, event, exc, text
 from sqlalchemy.engine import Connection, make_url
 
 log = logging.getLogger(__name__)
 
 PROBE_TIMEOUT_S = 1.0
+# A connection back in the pool for longer than this is pinged before reuse; a busy pool never is.
+PING_AFTER_IDLE_S = 1.0
 
 
 def engine_options(config: dict[str, Any]) -> dict[str, Any]:
     """Pool settings from the configuration; SQLite gets its thread-safe defaults."""
     url = make_url(config["DATABASE_URL"])
-    options: dict[str, Any] = {"pool_pre_ping": True, "pool_recycle": config["DB_POOL_RECYCLE"]}
+    # Every write is one statement and reads need no transaction: AUTOCOMMIT saves the BEGIN, and with
+    # nothing left open the ROLLBACK on return to the pool is skipped as well. A future write of several
+    # statements that must be atomic needs conn.execution_options(isolation_level="READ COMMITTED").
+    options: dict[str, Any] = {
+        "pool_recycle": config["DB_POOL_RECYCLE"],
+        "isolation_level": "AUTOCOMMIT",
+        "pool_reset_on_return": None,
+    }
     if url.get_backend_name() == "sqlite":
         options["connect_args"] = {"check_same_thread": False, "timeout": config["DB_POOL_TIMEOUT"]}
         return options
@@ -55,6 +67,28 @@ def _enable_sqlite_foreign_keys(engine: Engine) -> None:
         cursor.close()
 
 
+def _ping_idle_connections(engine: Engine) -> None:
+    """pool_pre_ping for connections that sat idle: a restarted server is noticed before a request fails.
+
+    Pinging on every checkout would add a round trip to each request of a busy pool; a connection reused
+    within PING_AFTER_IDLE_S is used as is (a disconnect there invalidates the whole pool at once).
+    """
+
+    @event.listens_for(engine, "checkin")
+    def _on_checkin(_dbapi_connection, record) -> None:
+        record.info["idle_since"] = time.monotonic()
+
+    @event.listens_for(engine, "checkout")
+    def _on_checkout(dbapi_connection, record, _proxy) -> None:
+        idle_since = record.info.get("idle_since")
+        if idle_since is None or time.monotonic() - idle_since < PING_AFTER_IDLE_S:
+            return
+        try:
+            engine.dialect.do_ping(dbapi_connection)
+        except engine.dialect.loaded_dbapi.Error as error:  # the pool then opens a fresh one
+            raise exc.DisconnectionError("connection lost while idle in the pool") from error
+
+
 def _forget_pool_after_fork(engine: Engine) -> None:
     """A forked child must never reuse its parent's sockets: drop them without closing."""
     ref = weakref.ref(engine)
@@ -70,6 +104,7 @@ def build_engine(config: dict[str, Any]) -> Engine:
     """Create the pooled engine; no connection is opened until first use."""
     engine = create_engine(config["DATABASE_URL"], **engine_options(config))
     _enable_sqlite_foreign_keys(engine)
+    _ping_idle_connections(engine)
     _forget_pool_after_fork(engine)
     return engine
 
@@ -119,7 +154,7 @@ class Database:
 
 
 class _Probe:
-    """Runs the health query in a side thread so a frozen server cannot hang the caller.
+    """Runs the health query on one reusable side thread so a frozen server cannot hang the caller.
 
     Concurrent callers share the attempt in flight; a stuck attempt answers "down" at once
     instead of piling up threads and connections.
@@ -127,37 +162,50 @@ class _Probe:
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
-        self._current: _Attempt | None = None
+        self._current: tuple[float, Future[bool]] | None = None
+        self._queue: SimpleQueue[tuple[Engine, Future[bool]]] | None = None
+        self._pid = 0
 
     def run(self, engine: Engine) -> tuple[bool, float]:
         started = time.perf_counter()
         with self._lock:
-            attempt = self._current
-            if attempt is None or attempt.done.is_set():
-                attempt = self._current = _Attempt(engine)
-        remaining = max(0.0, PROBE_TIMEOUT_S - (started - attempt.started))
-        answered = attempt.done.wait(remaining) and attempt.ok
+            if self._queue is None or self._pid != os.getpid():
+                self._start_side_thread()
+            if self._current is None or self._current[1].done():
+                self._current = (started, Future())
+                self._queue.put((engine, self._current[1]))
+            attempt_started, attempt = self._current
+        remaining = max(0.0, PROBE_TIMEOUT_S - (started - attempt_started))
+        try:
+            answered = attempt.result(remaining)
+        except FutureTimeout:
+            answered = False
         return answered, round((time.perf_counter() - started) * 1000, 2)
 
+    def _start_side_thread(self) -> None:
+        # Daemon, unlike an executor's thread, so a probe stuck on a frozen server never holds up exit.
+        # A forked child has none of its parent's threads: it starts its own and forgets their attempt.
+        self._queue, self._pid, self._current = SimpleQueue(), os.getpid(), None
+        threading.Thread(target=_serve_probes, args=(self._queue,), name="db-probe", daemon=True).start()
 
-class _Attempt:
-    """One SELECT 1 on its own daemon thread."""
 
-    def __init__(self, engine: Engine) -> None:
-        self.started = time.perf_counter()
-        self.done = threading.Event()
-        self.ok = False
-        threading.Thread(target=self._select_one, args=(engine,), daemon=True).start()
+def _serve_probes(queue: SimpleQueue[tuple[Engine, Future[bool]]]) -> None:
+    while True:
+        engine, answer = queue.get()
+        answer.set_result(_select_one(engine))
 
-    def _select_one(self, engine: Engine) -> None:
-        try:
-            with engine.connect() as conn:
-                conn.execute(text("SELECT 1"))
-            self.ok = True
-        except Exception as exc:
-            log.warning("Database probe failed: %s", exc.__class__.__name__)
-        finally:
-            self.done.set()
+
+def _select_one(engine: Engine) -> bool:
+    try:
+        with engine.connect() as conn:
+            conn.execute(_SELECT_ONE)
+        return True
+    except Exception as exc:
+        log.warning("Database probe failed: %s", exc.__class__.__name__)
+        return False
+
+
+_SELECT_ONE = text("SELECT 1")
 
 
 db = Database()

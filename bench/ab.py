@@ -23,9 +23,12 @@ VARIANTS: dict[str, tuple[dict[str, Any], dict[str, Any]]] = {
     "limiter: fixed-window": ({"RATELIMIT_STRATEGY": "fixed-window"}, {}),
     "limiter: no headers": ({"RATELIMIT_HEADERS_ENABLED": False}, {}),
     "limiter: disabled": ({"RATELIMIT_ENABLED": False}, {}),
-    "db: no pool_pre_ping": ({}, {"pool_pre_ping": False}),
-    "db: AUTOCOMMIT": ({}, {"isolation_level": "AUTOCOMMIT"}),
-    "db: both": ({}, {"pool_pre_ping": False, "isolation_level": "AUTOCOMMIT"}),
+    "db: pool_pre_ping": ({}, {"pool_pre_ping": True}),
+    "db: transactions": ({}, {"isolation_level": "READ COMMITTED", "pool_reset_on_return": "rollback"}),
+    "db: both (pre-AUTOCOMMIT)": (
+        {},
+        {"pool_pre_ping": True, "isolation_level": "READ COMMITTED", "pool_reset_on_return": "rollback"},
+    ),
 }
 
 

@@ -1,11 +1,14 @@
-"""The engine is per process: a forked child never reuses its parent's connections."""
+"""The engine is per process and fork-safe, reads run without a transaction, idle connections are checked."""
 
 import os
 
-from sqlalchemy import text
+from psycopg2.extensions import TRANSACTION_STATUS_IDLE
+from sqlalchemy import create_engine, text
+from sqlalchemy.pool import NullPool
 
+from appfactory import create_app
 from appfactory.config import sqlalchemy_url
-from appfactory.db import build_engine
+from appfactory.db import build_engine, db
 from tests.conftest import base_overrides
 
 
@@ -33,3 +36,49 @@ def test_forked_child_starts_with_an_empty_pool(postgres):
     with engine.connect() as conn:  # the parent's connection still works
         assert conn.execute(text("SELECT pg_backend_pid()")).scalar_one() == parent_pid
     engine.dispose()
+
+
+def _engine(postgres):
+    from appfactory import config
+
+    settings = config.load({}, base_overrides(DATABASE_URL=postgres.url))
+    settings["DATABASE_URL"] = sqlalchemy_url(settings["DATABASE_URL"])
+    return build_engine(settings)
+
+
+def test_a_connection_dropped_while_idle_is_replaced_before_use(postgres, monkeypatch):
+    monkeypatch.setattr("appfactory.db.PING_AFTER_IDLE_S", 0.0)
+    engine = _engine(postgres)
+    with engine.connect() as conn:
+        dropped = conn.execute(text("SELECT pg_backend_pid()")).scalar_one()
+    admin = create_engine(sqlalchemy_url(postgres.url), poolclass=NullPool)
+    with admin.connect() as conn:  # as a server restart would
+        assert conn.execute(text("SELECT pg_terminate_backend(:pid)"), {"pid": dropped}).scalar_one()
+    admin.dispose()
+    with engine.connect() as conn:  # no error: the checkout ping noticed and opened a new connection
+        assert conn.execute(text("SELECT pg_backend_pid()")).scalar_one() != dropped
+    engine.dispose()
+
+
+def test_reads_leave_no_transaction_open(postgres):
+    engine = _engine(postgres)
+    with engine.connect() as conn:
+        conn.execute(text("SELECT 1"))
+        assert conn.connection.dbapi_connection.get_transaction_status() == TRANSACTION_STATUS_IDLE
+    engine.dispose()
+
+
+def test_health_probe_answers_in_a_forked_child(postgres):
+    app = create_app(base_overrides(DATABASE_URL=postgres.url))
+    with app.app_context():
+        assert db.probe()[0]
+    pid = os.fork()
+    if pid == 0:  # the parent's probe thread does not exist here
+        try:
+            with app.app_context():
+                os._exit(0 if db.probe()[0] else 1)
+        except BaseException:
+            os._exit(2)
+    _, status = os.waitpid(pid, 0)
+    app.extensions["db"].dispose()  # later tests count the session database's connections
+    assert os.waitstatus_to_exitcode(status) == 0

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import bindparam, select
 from sqlalchemy.exc import IntegrityError
 
 from appfactory.errors import ApiError
@@ -12,6 +12,8 @@ from appfactory.extensions import db
 from appfactory.models import as_utc, users
 
 _COLUMNS = (users.c.id, users.c.email, users.c.name, users.c.created_at, users.c.updated_at)
+# Built once: a request only binds the id.
+_BY_ID = select(*_COLUMNS).where(users.c.id == bindparam("id"))
 
 
 def to_dict(row: Any) -> dict[str, Any]:
@@ -24,7 +26,7 @@ def to_dict(row: Any) -> dict[str, Any]:
 
 def get(user_id: int) -> dict[str, Any]:
     """One user, or 404."""
-    row = db.connection().execute(select(*_COLUMNS).where(users.c.id == user_id)).first()
+    row = db.connection().execute(_BY_ID, {"id": user_id}).first()
     if row is None:
         raise ApiError(404, f"User {user_id} does not exist.")
     return to_dict(row)
