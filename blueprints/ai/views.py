@@ -7,6 +7,7 @@ from typing import Any
 
 from flask import current_app, request
 
+from appfactory.cache import read_ahead
 from appfactory.validation import invalid, json_body, number_field, text_field
 from blueprints.ai import bp, service
 
@@ -36,6 +37,11 @@ def _prompt(source: Mapping[str, Any]) -> str:
 @bp.get("/generate")
 def generate_from_query() -> dict:
     return service.generate(_prompt(request.args), **_options(request.args))
+
+
+@read_ahead("ai.generate_from_query")
+def _query_entry() -> str:
+    return service.entry_key(_prompt(request.args), **_options(request.args))
 
 
 @bp.post("/generate")
