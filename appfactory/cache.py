@@ -124,14 +124,21 @@ def cache_response(
         raise ValueError(f"key_prefix must be a non-empty name without ':', got {key_prefix!r}")
 
     def entry_key(*args: Any, **kwargs: Any) -> str:
-        return f"{key_prefix}:{key(*args, **kwargs) if key is not None else _digest(args, kwargs, False)}"
+        suffix = key(*args, **kwargs) if key is not None else _digest(args, kwargs, False)
+        if has_request_context():  # the call that follows in this request need not hash again
+            g.cache_entry_key = (key_prefix, _signature(args, kwargs), suffix)
+        return f"{key_prefix}:{suffix}"
 
     def decorator(fn: Callable[..., Any]) -> Callable[..., Any]:
         @functools.wraps(fn)
         def wrapper(*args: Any, **kwargs: Any) -> Any:
             state: ResponseCache = current_app.extensions["response_cache"]
             view = has_request_context() and current_app.view_functions.get(request.endpoint) is wrapper
-            suffix = key(*args, **kwargs) if key is not None else _digest(args, kwargs, view)
+            known = g.pop("cache_entry_key", None)
+            if not view and known is not None and known[:2] == (key_prefix, _signature(args, kwargs)):
+                suffix = known[2]
+            else:
+                suffix = key(*args, **kwargs) if key is not None else _digest(args, kwargs, view)
             seconds = ttl if isinstance(ttl, int) else current_app.config[ttl]
             if view:
                 compute = functools.partial(_view_result, fn, *args, **kwargs)
@@ -153,6 +160,11 @@ def cache_response(
 def invalidate_cache(prefix: str, pattern: str = "*") -> int:
     """Delete the entries under `prefix` whose key matches the glob `pattern`; returns how many."""
     return current_app.extensions["response_cache"].invalidate(prefix, pattern)
+
+
+def _signature(args: tuple, kwargs: dict) -> tuple:
+    # Types too: 1 == True == 1.0, but each hashes to another key.
+    return args, tuple(map(type, args)), kwargs, tuple(map(type, kwargs.values()))
 
 
 def _digest(args: tuple, kwargs: dict, view: bool) -> str:
