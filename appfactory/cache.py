@@ -34,6 +34,9 @@ cache = Cache()
 
 SIMPLE_CACHE_THRESHOLD = 1000
 
+# Built once: json.dumps with options builds a new encoder per call.
+_KEY_ENCODER = json.JSONEncoder(separators=(",", ":"), default=repr)
+
 # Endpoint -> the entry key its request will read, known before the view runs (see read_ahead).
 _READ_AHEAD: dict[str, Callable[[], str]] = {}
 
@@ -171,7 +174,7 @@ def _digest(args: tuple, kwargs: dict, view: bool) -> str:
     parts: list[Any] = [args, sorted(kwargs.items())]
     if view:
         parts += [request.path, sorted(request.args.items(multi=True))]
-    payload = json.dumps(parts, separators=(",", ":"), default=repr)
+    payload = _KEY_ENCODER.encode(parts)
     return hashlib.sha256(payload.encode()).hexdigest()
 
 
