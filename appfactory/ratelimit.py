@@ -6,11 +6,14 @@ import functools
 import math
 import time
 import weakref
+from collections import defaultdict
 from collections.abc import Callable
 from typing import Any
 
 from flask import Flask, Response, current_app, g, request
 from flask_limiter import ExemptionScope, Limit, Limiter, RequestLimit
+from flask_limiter._compat import request_context
+from flask_limiter._extension import LimiterContext
 from flask_limiter._manager import LimitManager
 from prometheus_client import Counter
 from werkzeug.local import LocalProxy
@@ -167,6 +170,15 @@ class _Limiter(Limiter):
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.limit_manager = _ResolvedOnce(self.limit_manager)
+
+    @property
+    def context(self) -> LimiterContext:
+        """Flask-Limiter's per-request state, without the typing cast it builds on each of ~8 reads."""
+        ctx = request_context()
+        contexts = getattr(ctx, "_limiter_request_context", None)
+        if contexts is None:
+            contexts = ctx._limiter_request_context = defaultdict(LimiterContext)
+        return contexts[self]
 
     def init_app(self, app: Flask) -> None:
         super().init_app(app)
