@@ -96,9 +96,19 @@ class JsonFormatter(_UtcTime, _LibraryJsonFormatter):
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         kwargs.setdefault("json_serializer", _encode)
         super().__init__(*args, **kwargs)
+        # (record attribute, output key) for the format's fields, renamed once instead of per line.
+        self._named = [(name, self._get_rename(name)) for name in self._required_fields]
+        options = (self.defaults, self.static_fields, self.timestamp, self.rename_fields_keep_missing)
+        self._plain = not any(options)
 
     def add_fields(self, log_data: dict[str, Any], record: logging.LogRecord, message_dict: dict) -> None:
-        super().add_fields(log_data, record, message_dict)
+        attributes = record.__dict__
+        if self._plain and not message_dict and attributes.get("_only_fields"):
+            # A line from emit(): no extra attributes to merge, so the library's scan of them is skipped.
+            for name, key in self._named:
+                log_data[key] = attributes.get(name)
+        else:
+            super().add_fields(log_data, record, message_dict)
         for key, value in _fields_of(record).items():
             log_data[_output_key(key)] = value
 
@@ -176,13 +186,17 @@ def logging_config(level: str = "INFO", fmt: str = "json") -> dict[str, Any]:
 
 def configure_logging(level: str = "INFO", fmt: str = "json") -> None:
     """Apply the service's logging configuration to this process."""
+    # No output format shows the thread or process a record came from: skip looking them up per record.
+    logging.logThreads = logging.logProcesses = logging.logMultiprocessing = False
     logging.config.dictConfig(logging_config(level, fmt))
 
 
 def emit(logger: logging.Logger, level: int, message: str, fields: Mapping[str, Any]) -> None:
     """Log `message` with structured fields; skips the caller lookup no output line uses."""
     if logger.isEnabledFor(level):
-        record = logger.makeRecord(logger.name, level, "", 0, message, (), None, extra={"_fields": fields})
+        # Only these attributes are added, which lets JsonFormatter skip looking for others.
+        extra = {"_fields": fields, "_only_fields": True}
+        record = logger.makeRecord(logger.name, level, "", 0, message, (), None, extra=extra)
         logger.handle(record)
 
 

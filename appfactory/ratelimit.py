@@ -5,12 +5,18 @@ from __future__ import annotations
 import functools
 import math
 import time
+import weakref
+from collections import defaultdict
 from collections.abc import Callable
 from typing import Any
 
 from flask import Flask, Response, current_app, g, request
-from flask_limiter import Limit, Limiter, RequestLimit
+from flask_limiter import ExemptionScope, Limit, Limiter, RequestLimit
+from flask_limiter._compat import request_context
+from flask_limiter._extension import LimiterContext
+from flask_limiter._manager import LimitManager
 from prometheus_client import Counter
+from werkzeug.local import LocalProxy
 
 from appfactory.ratelimit_storage import Window, last_window
 from appfactory.redis_client import client_options
@@ -84,8 +90,95 @@ def policy_limit(config_key: str, name: str) -> Any:
     )
 
 
+class _ResolvedOnce(LimitManager):
+    """Flask-Limiter's limit resolution, worked out once per app and route instead of per request.
+
+    What it resolves depends only on the registered limits and exemptions (any change forgets the
+    answers) and on the app's configuration, which is read once at start-up.
+    """
+
+    def __init__(self, manager: LimitManager) -> None:
+        super().__init__(
+            application_limits=manager._application_limits,
+            default_limits=manager._default_limits,
+            decorated_limits=manager._decorated_limits,
+            blueprint_limits=manager._blueprint_limits,
+            route_exemptions=manager._route_exemptions,
+            blueprint_exemptions=manager._blueprint_exemptions,
+        )
+        self._answers: weakref.WeakKeyDictionary[Flask, dict[tuple, Any]] = weakref.WeakKeyDictionary()
+
+    def _remembered(self, app: Flask, question: tuple, work: Callable[[], Any]) -> Any:
+        if isinstance(app, LocalProxy):  # Flask-Limiter passes current_app
+            app = app._get_current_object()
+        answers = self._answers.get(app)
+        if answers is None:
+            answers = self._answers.setdefault(app, {})
+        if question not in answers:
+            answers[question] = work()
+        return answers[question]
+
+    def _forget(self) -> None:
+        self._answers = weakref.WeakKeyDictionary()
+
+    def resolve_limits(self, app: Flask, *args: Any) -> tuple[list, ...]:
+        resolved = self._remembered(
+            app, ("limits", *args), lambda: super(_ResolvedOnce, self).resolve_limits(app, *args)
+        )
+        return tuple(list(limits) for limits in resolved)  # callers get lists of their own
+
+    def exemption_scope(self, app: Flask, endpoint: str | None, blueprint: str | None) -> ExemptionScope:
+        return self._remembered(
+            app,
+            ("exempt", endpoint, blueprint),
+            lambda: super(_ResolvedOnce, self).exemption_scope(app, endpoint, blueprint),
+        )
+
+    def set_application_limits(self, limits: list) -> None:
+        self._forget()
+        super().set_application_limits(limits)
+
+    def set_default_limits(self, limits: list) -> None:
+        self._forget()
+        super().set_default_limits(limits)
+
+    def add_decorated_limit(self, *args: Any, **kwargs: Any) -> None:
+        self._forget()
+        super().add_decorated_limit(*args, **kwargs)
+
+    def add_blueprint_limit(self, *args: Any, **kwargs: Any) -> None:
+        self._forget()
+        super().add_blueprint_limit(*args, **kwargs)
+
+    def add_route_exemption(self, *args: Any, **kwargs: Any) -> None:
+        self._forget()
+        super().add_route_exemption(*args, **kwargs)
+
+    def add_blueprint_exemption(self, *args: Any, **kwargs: Any) -> None:
+        self._forget()
+        super().add_blueprint_exemption(*args, **kwargs)
+
+    def add_endpoint_hint(self, endpoint: str, callable: str) -> None:  # noqa: A002 (the base's name)
+        if callable not in self._endpoint_hints.get(endpoint, ()):  # called on every decorated call
+            self._forget()
+        super().add_endpoint_hint(endpoint, callable)
+
+
 class _Limiter(Limiter):
     """Flask-Limiter, plus the response headers and the storage in app.extensions."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.limit_manager = _ResolvedOnce(self.limit_manager)
+
+    @property
+    def context(self) -> LimiterContext:
+        """Flask-Limiter's per-request state, without the typing cast it builds on each of ~8 reads."""
+        ctx = request_context()
+        contexts = getattr(ctx, "_limiter_request_context", None)
+        if contexts is None:
+            contexts = ctx._limiter_request_context = defaultdict(LimiterContext)
+        return contexts[self]
 
     def init_app(self, app: Flask) -> None:
         super().init_app(app)

@@ -12,7 +12,7 @@ from limits.storage.base import SlidingWindowCounterSupport
 from prometheus_client import Gauge
 
 from appfactory.breaker import Breaker
-from appfactory.redis_client import REDIS_ERRORS
+from appfactory.redis_client import PIGGYBACK, PIGGYBACKED, REDIS_ERRORS
 
 fallback_active = Gauge(
     "aigen_ratelimit_fallback_active",
@@ -21,8 +21,13 @@ fallback_active = Gauge(
 )
 
 # limits' acquire_sliding_window.lua, answering with the window as well as the verdict so the
-# response headers need no second round trip (limits' own script answers only true/false).
+# response headers need no second round trip (limits' own script answers only true/false). KEYS[3],
+# when given, is a cache entry the request will read: it comes back in the same round trip.
 _ACQUIRE = """
+local piggyback = false
+if KEYS[3] then
+    piggyback = redis.call('get', KEYS[3])
+end
 local limit = tonumber(ARGV[1])
 local expiry = tonumber(ARGV[2]) * 1000
 local amount = tonumber(ARGV[3])
@@ -37,7 +42,7 @@ local current_count = tonumber(redis.call('get', KEYS[2])) or 0
 current_ttl = math.max(tonumber(redis.call('pttl', KEYS[2])) or 0, 0)
 local weighted = math.floor(previous_count * previous_ttl / expiry) + current_count
 if amount > limit or weighted + amount > limit then
-    return {0, previous_count, previous_ttl, current_count, current_ttl}
+    return {0, previous_count, previous_ttl, current_count, current_ttl, piggyback}
 end
 if redis.call('exists', KEYS[2]) == 1 then
     current_count = redis.call('incrby', KEYS[2], amount)
@@ -46,7 +51,7 @@ else
     current_count = amount
     current_ttl = expiry * 2
 end
-return {1, previous_count, previous_ttl, current_count, current_ttl}
+return {1, previous_count, previous_ttl, current_count, current_ttl, piggyback}
 """
 
 
@@ -86,16 +91,20 @@ class _RedisWindows(RedisStorage):
         self.lua_acquire_window = self.get_connection().register_script(_ACQUIRE)
 
     def acquire_window(
-        self, key: str, limit: int, expiry: int, amount: int
-    ) -> tuple[bool, tuple[int, float, int, float]]:
+        self, key: str, limit: int, expiry: int, amount: int, piggyback: str | None = None
+    ) -> tuple[bool, tuple[int, float, int, float], bytes | None]:
+        """The hit's verdict and window, and the value of the key `piggyback` names (None if absent)."""
         keys = [
             self.prefixed_key(self._previous_window_key(key)),
             self.prefixed_key(self._current_window_key(key)),
         ]
-        acquired, previous, previous_ttl, current, current_ttl = self.lua_acquire_window(
+        if piggyback is not None:
+            keys.append(piggyback)
+        acquired, previous, previous_ttl, current, current_ttl, value = self.lua_acquire_window(
             keys, [limit, expiry, amount]
         )
-        return bool(acquired), (int(previous), previous_ttl / 1000, int(current), current_ttl / 1000)
+        counts = (int(previous), previous_ttl / 1000, int(current), current_ttl / 1000)
+        return bool(acquired), counts, value
 
 
 class LimitStorage(Storage, SlidingWindowCounterSupport):
@@ -130,19 +139,24 @@ class LimitStorage(Storage, SlidingWindowCounterSupport):
         return max(1, limit // self.workers)
 
     def acquire_sliding_window_entry(self, key: str, limit: int, expiry: int, amount: int = 1) -> bool:
-        acquired, window = self._acquire(key, limit, expiry, amount)
-        if has_request_context():
-            g.rate_window = (key, window)
+        if not has_request_context():
+            return self._acquire(key, limit, expiry, amount, None)[0]
+        acquired, window = self._acquire(key, limit, expiry, amount, g.pop(PIGGYBACK, None))
+        g.rate_window = (key, window)
         return acquired
 
-    def _acquire(self, key: str, limit: int, expiry: int, amount: int) -> tuple[bool, Window]:
+    def _acquire(
+        self, key: str, limit: int, expiry: int, amount: int, piggyback: str | None
+    ) -> tuple[bool, Window]:
         if self.redis is not None and self.breaker.allow():
             try:
-                acquired, counts = self.redis.acquire_window(key, limit, expiry, amount)
+                acquired, counts, value = self.redis.acquire_window(key, limit, expiry, amount, piggyback)
             except REDIS_ERRORS as exc:
                 self._failed(exc)
             else:
                 self._succeeded()
+                if piggyback is not None:
+                    setattr(g, PIGGYBACKED, (piggyback, value))
                 return acquired, window_of(limit, expiry, counts)
         share = self.share(limit)
         acquired = self.memory.acquire_sliding_window_entry(key, share, expiry, amount)

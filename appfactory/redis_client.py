@@ -11,6 +11,9 @@ from flask import Flask, current_app
 from appfactory.breaker import Breaker
 
 REDIS_ERRORS = (redis.RedisError, OSError)
+# g names: a Redis key (namespace included) the request is going to GET, set before the rate
+# limiter's hit, then (key, value or None) once the hit's script has read it in the same round trip.
+PIGGYBACK, PIGGYBACKED = "redis_piggyback", "redis_piggybacked"
 
 
 def client_options(config: dict[str, Any]) -> dict[str, Any]:

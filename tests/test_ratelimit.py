@@ -282,3 +282,18 @@ def test_frozen_redis_costs_one_timeout_per_retry_interval(make_app):
         assert app.extensions["ratelimit"].mode == "redis"
     finally:
         server.close()
+
+
+def test_limits_resolved_once_still_follow_each_apps_settings(make_app):
+    small, large = make_app(RATE_LIMIT_PER_MINUTE=2), make_app(RATE_LIMIT_AI_PER_MINUTE=5)
+    for _ in range(2):  # interleaved: an answer remembered for one app must not leak into the other
+        for app, path, limit, policy in (
+            (small, "/api/v1/templates", 2, "default"),
+            (large, "/api/v1/templates", 3, "default"),
+            (large, "/api/v1/ai/generate?prompt=x", 5, "ai"),
+            (small, "/api/v1/ai/generate?prompt=x", 2, "default"),
+        ):
+            response = app.test_client().get(path)
+            assert response.headers["X-RateLimit-Limit"] == str(limit), (path, limit)
+            assert response.headers["RateLimit-Policy"].startswith(f'"{policy}"')
+    assert "X-RateLimit-Limit" not in small.test_client().get("/health/live").headers

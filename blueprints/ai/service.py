@@ -17,6 +17,13 @@ from blueprints.templates import store as template_store
 from blueprints.templates.rendering import render
 
 
+def entry_key(prompt: str, model: str | None, max_tokens: int, temperature: float) -> str:
+    """The cache entry `generate` reads for these parameters."""
+    provider = current_app.extensions["ai_provider"]
+    model = model or provider.default_model
+    return _complete.entry_key(provider.name, model, prompt, max_tokens, temperature)
+
+
 def generate(prompt: str, model: str | None, max_tokens: int, temperature: float) -> dict[str, Any]:
     """The answer for these parameters, from the cache when it has it."""
     provider = current_app.extensions["ai_provider"]

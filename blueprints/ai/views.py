@@ -5,8 +5,9 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from flask import current_app, request
+from flask import current_app, g, request
 
+from appfactory.cache import read_ahead
 from appfactory.validation import invalid, json_body, number_field, text_field
 from blueprints.ai import bp, service
 
@@ -33,9 +34,24 @@ def _prompt(source: Mapping[str, Any]) -> str:
     return text_field(source, "prompt", max_length=current_app.config["MAX_PROMPT_CHARS"])
 
 
+def _query() -> tuple[str, dict[str, Any]]:
+    """The GET's prompt and options, parsed once per request (the cache's read-ahead asks first)."""
+    parsed = g.get("ai_query")
+    if parsed is None:
+        parsed = g.ai_query = (_prompt(request.args), _options(request.args))
+    return parsed
+
+
 @bp.get("/generate")
 def generate_from_query() -> dict:
-    return service.generate(_prompt(request.args), **_options(request.args))
+    prompt, options = _query()
+    return service.generate(prompt, **options)
+
+
+@read_ahead("ai.generate_from_query")
+def _query_entry() -> str:
+    prompt, options = _query()
+    return service.entry_key(prompt, **options)
 
 
 @bp.post("/generate")
