@@ -6,8 +6,10 @@ Every public module-level name here is read by gunicorn as a setting: helpers st
 import logging
 import os
 import shutil
+import signal
 import sys
 import tempfile
+import time
 
 # prometheus-client picks single- or multi-process mode when first imported (by the app), so the
 # directory the workers share is named before that; on_starting empties it.
@@ -78,6 +80,10 @@ def _empty_metrics_dir() -> None:
             os.unlink(os.path.join(directory, name))
 
 
+# How long the master waits for the start-up migration before it starts the workers without it.
+_START_TASK_TIMEOUT_S = 120
+
+
 def on_starting(server):
     """Migrate the schema once, before any worker forks, then start metrics from zero."""
     _in_child_process(_migrate)  # first: the metrics files it may write are emptied next
@@ -92,7 +98,7 @@ def _migrate() -> None:
         from appfactory import create_app
 
         url = create_app().config["DATABASE_URL"]
-    upgrade_at_start(url)
+    upgrade_at_start(url, connect_timeout=_settings["DB_CONNECT_TIMEOUT"])
 
 
 def _in_child_process(task) -> None:
@@ -109,7 +115,17 @@ def _in_child_process(task) -> None:
         finally:
             logging.shutdown()
             os._exit(status)
+    deadline = time.monotonic() + _START_TASK_TIMEOUT_S
+    while time.monotonic() < deadline:
+        if os.waitpid(pid, os.WNOHANG)[0] == pid:
+            return
+        time.sleep(0.05)
+    # A database that froze mid-migration: start degraded rather than never.
+    os.kill(pid, signal.SIGKILL)
     os.waitpid(pid, 0)
+    logging.getLogger("gunicorn.error").error(
+        "start-up task did not finish within %ss; starting without it", _START_TASK_TIMEOUT_S
+    )
 
 
 def child_exit(server, worker):

@@ -26,9 +26,12 @@ def alembic_config() -> AlembicConfig:
     return cfg
 
 
-def upgrade(database_url: str, revision: str = "head") -> None:
+def upgrade(database_url: str, revision: str = "head", connect_timeout: int = 10) -> None:
     """Migrate to `revision`; concurrent starts of several instances wait for each other."""
-    engine = create_engine(sqlalchemy_url(database_url), poolclass=NullPool)
+    url = sqlalchemy_url(database_url)
+    # A server that accepts and never answers must not hold the start-up forever.
+    connect_args = {"connect_timeout": connect_timeout} if url.startswith("postgresql") else {}
+    engine = create_engine(url, poolclass=NullPool, connect_args=connect_args)
     try:
         with engine.connect() as conn:
             postgres = conn.dialect.name == "postgresql"
@@ -48,10 +51,10 @@ def upgrade(database_url: str, revision: str = "head") -> None:
         engine.dispose()
 
 
-def upgrade_at_start(database_url: str) -> bool:
+def upgrade_at_start(database_url: str, connect_timeout: int = 10) -> bool:
     """Migrate at service start; an unreachable database is logged, not fatal."""
     try:
-        upgrade(database_url)
+        upgrade(database_url, connect_timeout=connect_timeout)
     except Exception as exc:
         log.error("Database migration at start failed; the service starts degraded: %s", exc)
         return False

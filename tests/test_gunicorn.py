@@ -92,3 +92,12 @@ def test_database_down_at_start_still_serves_health(tmp_path):
         assert health.json()["database"] == "disconnected"
         assert requests.get(f"{server.url}/health/live", timeout=5).status_code == 200
         assert "migration at start failed" in server.log()
+
+
+def test_a_silent_database_at_start_does_not_hold_the_start_up(silent_server):
+    env = _env(f"postgresql://postgres@127.0.0.1:{silent_server}/none", DB_CONNECT_TIMEOUT="1")
+    with Gunicorn(env, workers=2) as server:
+        health = requests.get(f"{server.url}/health", timeout=10)
+        assert health.status_code == 503
+        assert health.json()["database"] == "disconnected"
+        assert "migration at start failed" in server.log()

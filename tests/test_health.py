@@ -1,7 +1,5 @@
 """Health endpoints answer fast, whatever state the database is in."""
 
-import socket
-import threading
 import time
 
 import pytest
@@ -26,33 +24,6 @@ def test_healthy_on_a_live_database(client):
 
 def _down_app(url):
     return create_app(base_overrides(DATABASE_URL=url, DB_CONNECT_TIMEOUT=5))
-
-
-@pytest.fixture
-def silent_server():
-    """A TCP server that accepts connections and never answers."""
-    server = socket.socket()
-    server.bind(("127.0.0.1", 0))
-    server.listen(16)
-    accepted = []
-    stop = threading.Event()
-
-    def accept():
-        server.settimeout(0.2)
-        while not stop.is_set():
-            try:
-                accepted.append(server.accept()[0])
-            except OSError:
-                continue
-
-    thread = threading.Thread(target=accept, daemon=True)
-    thread.start()
-    yield server.getsockname()[1]
-    stop.set()
-    thread.join()
-    for conn in accepted:
-        conn.close()
-    server.close()
 
 
 @pytest.mark.parametrize("target", ["refused", "silent"])
