@@ -67,7 +67,9 @@ def _http_error(err: HTTPException) -> Response:
 
 
 def _database_error(err: DBAPIError | PoolTimeout) -> Response:
-    log.error("Database unavailable: %s", type(err).__name__, exc_info=err)
+    # An outage, not a bug: one line per request without a traceback keeps the logs readable.
+    reason = (str(getattr(err, "orig", None) or err).strip().splitlines() or [""])[0]
+    log.warning("Database unavailable: %s: %s", type(err).__name__, reason)
     return _render(503, "database_unavailable", "The database is unavailable; try again shortly.")
 
 

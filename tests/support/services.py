@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import glob
 import os
 import shutil
 import signal
@@ -141,4 +142,42 @@ class RedisServer:
         if self.process and self.process.poll() is None:
             self.thaw()
         self.stop()
+        shutil.rmtree(self.dir, ignore_errors=True)
+
+
+class PostgresServer:
+    """A throwaway PostgreSQL cluster (initdb into a temp folder) on a free port."""
+
+    def __init__(self) -> None:
+        bins = sorted(glob.glob("/usr/lib/postgresql/*/bin/initdb"))
+        if not bins:
+            unavailable("PostgreSQL server binaries (initdb) are not installed")
+        self.bin = os.path.dirname(bins[-1])
+        self.port = free_port()
+        self.dir = tempfile.mkdtemp(prefix="pg-test-")
+        self.data = os.path.join(self.dir, "data")
+        self.url = f"postgresql://postgres@127.0.0.1:{self.port}/postgres"
+        self._as_owner = ["runuser", "-u", "postgres", "--"] if os.geteuid() == 0 else []
+        if self._as_owner:
+            shutil.chown(self.dir, "postgres")
+        self._run("initdb", "-D", self.data, "-U", "postgres", "--auth=trust", "-E", "UTF8")
+
+    def _run(self, tool: str, *args: str) -> None:
+        command = [*self._as_owner, os.path.join(self.bin, tool), *args]
+        subprocess.run(command, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, timeout=60)
+
+    def start(self) -> PostgresServer:
+        options = f"-p {self.port} -c listen_addresses=127.0.0.1 -k {self.dir} -c fsync=off"
+        log = os.path.join(self.dir, "server.log")
+        self._run("pg_ctl", "-D", self.data, "-o", options, "-l", log, "-w", "start")
+        return self
+
+    def stop(self, mode: str = "immediate") -> None:
+        self._run("pg_ctl", "-D", self.data, "-m", mode, "-w", "stop")
+
+    def close(self) -> None:
+        try:
+            self.stop()
+        except subprocess.CalledProcessError:
+            pass  # already stopped
         shutil.rmtree(self.dir, ignore_errors=True)
