@@ -15,10 +15,12 @@ __all__ = ["cache", "db", "init_extensions", "limiter", "redis_client"]
 
 def init_extensions(app: Flask) -> None:
     """Bind every extension to the app; none of them connects yet."""
-    for key, value in limiter_config(app.config).items():
-        app.config.setdefault(key, value)
     db.init_app(app)
     redis_client.init_app(app)
-    init_cache(app)  # after redis_client: the cache shares its client and breaker
+    redis_state = app.extensions["redis"]
+    # After redis_client: the limiter's counters and the cache use its connection pool.
+    for key, value in limiter_config(app.config, redis_state and redis_state.client).items():
+        app.config.setdefault(key, value)
+    init_cache(app)
     limiter.init_app(app)
     metrics.init_app(app)

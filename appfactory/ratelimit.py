@@ -16,10 +16,10 @@ from flask_limiter._compat import request_context
 from flask_limiter._extension import LimiterContext
 from flask_limiter._manager import LimitManager
 from prometheus_client import Counter
+from redis import Redis
 from werkzeug.local import LocalProxy
 
 from appfactory.ratelimit_storage import Window, last_window
-from appfactory.redis_client import client_options
 
 # Blueprints that get a budget of their own instead of the default one: name -> config key.
 POLICIES = {"ai": "RATE_LIMIT_AI_PER_MINUTE"}
@@ -235,15 +235,15 @@ def _write_headers(response: Response) -> Response:
     return response
 
 
-def limiter_config(config: dict[str, Any]) -> dict[str, Any]:
-    """Flask-Limiter keys derived from the service's settings."""
+def limiter_config(config: dict[str, Any], redis: Redis | None = None) -> dict[str, Any]:
+    """Flask-Limiter keys derived from the service's settings; counters share the app's Redis pool."""
     options: dict[str, Any] = {
         "workers": config["WEB_CONCURRENCY"],
         "retry_after": config["REDIS_RETRY_AFTER_S"],
         "key_prefix": f"{config['CACHE_NAMESPACE']}:rl",
     }
-    if config.get("REDIS_URL"):
-        options.update(client_options(config))
+    if redis is not None:  # its connections already carry the service's short timeouts
+        options["connection_pool"] = redis.connection_pool
     return {
         "RATELIMIT_STORAGE_URI": f"aigen+{config.get('REDIS_URL') or 'memory://'}",
         "RATELIMIT_STORAGE_OPTIONS": options,

@@ -75,7 +75,7 @@ def fan_out(url: str, clients: int, upstream) -> dict:
         thread.join()
     return {
         "clients": clients,
-        "model_latency_s": upstream.latency_s,
+        "model_latency_s": upstream.delay,
         "upstream_calls": upstream.calls,
         "wall_s": round(time.perf_counter() - started, 3),
         "statuses": {str(k): v for k, v in statuses.items()},

@@ -14,8 +14,8 @@ from appfactory import config
 from bench import probes, wrk
 from bench.environment import Environment, start_all, stop_all
 from bench.plan import AI_PATH, CASES, REFERENCE_SERVERS, SERVICE_APP, Case, Plan
-from bench.upstream import CountingUpstream
 from tests.support.gunicorn import Gunicorn
+from tests.support.upstream import FakeModel
 
 
 def say(message: str) -> None:
@@ -132,8 +132,8 @@ def _fan_out(plan: Plan, env: Environment, ai_served: bool) -> dict | None:
     if not ai_served:
         return None
     say(f"fan-out: {plan.fanout_clients} identical uncached requests, model {plan.fanout_latency_s}s")
-    with CountingUpstream(plan.fanout_latency_s) as upstream:
-        environ = env.env(AI_PROVIDER="openai", AI_BASE_URL=upstream.base_url, AI_MODEL="bench-model")
+    with FakeModel(delay=plan.fanout_latency_s) as upstream:
+        environ = env.env(AI_PROVIDER="openai", AI_BASE_URL=upstream.url, AI_MODEL="bench-model")
         with Gunicorn(environ, plan.workers) as server:
             url = f"{server.url}{AI_PATH}fan-out-{uuid.uuid4().hex[:8]}"
             return probes.fan_out(url, plan.fanout_clients, upstream)

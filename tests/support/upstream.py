@@ -55,6 +55,12 @@ class FakeModel:
 
         return Handler
 
+    def reset(self) -> None:
+        """Forget the calls counted so far."""
+        with self._lock:
+            self.calls = 0
+            self.bodies.clear()
+
     def __enter__(self) -> FakeModel:
         self._thread.start()
         return self
