@@ -16,10 +16,10 @@ def create_app(overrides: Mapping[str, Any] | None = None) -> Flask:
     """Build a configured app; tests pass overrides instead of environment variables."""
     # Imported here, not at the top: gunicorn's master imports appfactory.config, and whatever this
     # package imports on load would sit in the master and in every worker forked from it.
-    from flask import Flask
     from werkzeug.middleware.proxy_fix import ProxyFix
 
     from appfactory import config
+    from appfactory.application import ServiceFlask
     from appfactory.cli import register_cli
     from appfactory.errors import register_error_handlers
     from appfactory.extensions import init_extensions
@@ -31,7 +31,7 @@ def create_app(overrides: Mapping[str, Any] | None = None) -> Flask:
     settings = config.load(os.environ, overrides)
     configure_logging(settings["LOG_LEVEL"], settings["LOG_FORMAT"])
 
-    app = Flask(__name__)
+    app = ServiceFlask(__name__)
     app.config.update(config.flask_config(settings, app.instance_path), VERSION=__version__)
     app.json.sort_keys = False
     os.makedirs(app.instance_path, exist_ok=True)

@@ -135,21 +135,27 @@ def cache_response(
     def decorator(fn: Callable[..., Any]) -> Callable[..., Any]:
         @functools.wraps(fn)
         def wrapper(*args: Any, **kwargs: Any) -> Any:
-            state: ResponseCache = current_app.extensions["response_cache"]
-            view = has_request_context() and current_app.view_functions.get(request.endpoint) is wrapper
-            known = g.pop("cache_entry_key", None)
+            app = current_app._get_current_object()  # one proxy lookup each, not one per use
+            state: ResponseCache = app.extensions["response_cache"]
+            in_request = has_request_context()
+            ctx_g = g._get_current_object() if in_request else None
+            view = in_request and app.view_functions.get(request.endpoint) is wrapper
+            known = ctx_g.pop("cache_entry_key", None) if ctx_g is not None else None
             if not view and known is not None and known[:2] == (key_prefix, _signature(args, kwargs)):
                 suffix = known[2]
             else:
                 suffix = key(*args, **kwargs) if key is not None else _digest(args, kwargs, view)
-            seconds = ttl if isinstance(ttl, int) else current_app.config[ttl]
+            seconds = ttl if isinstance(ttl, int) else app.config[ttl]
             if view:
                 compute = functools.partial(_view_result, fn, *args, **kwargs)
             else:
                 compute = functools.partial(fn, *args, **kwargs)
-            g.cache_status = MISS
+            status_of = ctx_g if ctx_g is not None else g  # g outside a request: the app context's
+            status_of.cache_status = MISS
             try:
-                g.cache_status, value = state.fetch(key_prefix, f"{key_prefix}:{suffix}", seconds, compute)
+                status_of.cache_status, value = state.fetch(
+                    key_prefix, f"{key_prefix}:{suffix}", seconds, compute
+                )
             except NotCacheable as skip:
                 return skip.value
             return Response(value[1], value[0], mimetype=value[2]) if view else value
@@ -187,5 +193,5 @@ def _view_result(fn: Callable[..., Any], *args: Any, **kwargs: Any) -> tuple[int
 
 def _x_cache_header(response: Response) -> Response:
     if (status := g.get("cache_status")) is not None:
-        response.headers["X-Cache"] = status
+        response.headers.add("X-Cache", status)  # not set: nothing else writes it
     return response

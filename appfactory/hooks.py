@@ -22,14 +22,10 @@ access_log = logging.getLogger("appfactory.access")
 
 
 def _start() -> None:
-    g.start = time.perf_counter()
-    incoming = request.headers.get("X-Request-ID", "")
-    g.request_id = incoming if _SANE_REQUEST_ID.fullmatch(incoming) else uuid.uuid4().hex
-
-
-def elapsed_ms() -> float:
-    """Milliseconds since the request started."""
-    return (time.perf_counter() - g.get("start", time.perf_counter())) * 1000.0
+    state = g._get_current_object()  # one proxy lookup, not one per attribute (also below)
+    state.start = time.perf_counter()
+    incoming = request.environ.get("HTTP_X_REQUEST_ID", "")
+    state.request_id = incoming if _SANE_REQUEST_ID.fullmatch(incoming) else uuid.uuid4().hex
 
 
 def request_fields(req: Request, response: Response, duration_ms: float) -> dict[str, Any]:
@@ -44,13 +40,12 @@ def request_fields(req: Request, response: Response, duration_ms: float) -> dict
     }
 
 
-def _observer(app: Flask) -> Callable[[Response, float], None]:
+def _observer(app: Flask) -> Callable[[Request, Response, float], None]:
     """Record metrics and log the request line, with the app's settings bound once."""
     slow_ms = app.config["SLOW_REQUEST_MS"]
     metrics_enabled = app.config["METRICS_ENABLED"]
 
-    def observe(response: Response, duration_ms: float) -> None:
-        req = request._get_current_object()  # one proxy lookup instead of one per attribute
+    def observe(req: Request, response: Response, duration_ms: float) -> None:
         if metrics_enabled:
             rule = req.url_rule
             route = rule.rule if rule else None
@@ -70,15 +65,19 @@ def _finisher(app: Flask) -> Callable[[Response], Response]:
     observe = _observer(app)
 
     def finish(response: Response) -> Response:
+        state = g._get_current_object()
+        started = getattr(state, "start", None) or time.perf_counter()
         try:
-            observe(response, elapsed_ms())
+            observe(request._get_current_object(), response, (time.perf_counter() - started) * 1000.0)
         except Exception:  # metrics or a log line are never worth a failed request
             log.warning("Could not record the request", exc_info=True)
-        response.headers["X-Request-ID"] = g.get("request_id") or uuid.uuid4().hex
         # Measured after the log line and metrics, so the header counts what they cost.
-        total = elapsed_ms()
-        response.headers["X-Process-Time"] = f"{total:.2f}ms"
-        response.headers["Server-Timing"] = server_timing(total)
+        total = (time.perf_counter() - started) * 1000.0
+        headers = response.headers
+        # add, not set: nothing else writes these, and set scans every header first.
+        headers.add("X-Request-ID", getattr(state, "request_id", None) or uuid.uuid4().hex)
+        headers.add("X-Process-Time", f"{total:.2f}ms")
+        headers.add("Server-Timing", server_timing(total, getattr(state, "timings", None)))
         return response
 
     return finish

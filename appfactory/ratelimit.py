@@ -5,20 +5,18 @@ from __future__ import annotations
 import functools
 import math
 import time
-import weakref
 from collections import defaultdict
 from collections.abc import Callable
 from typing import Any
 
 from flask import Flask, Response, current_app, g, request
-from flask_limiter import ExemptionScope, Limit, Limiter, RequestLimit
+from flask_limiter import Limit, Limiter, RequestLimit
 from flask_limiter._compat import request_context
 from flask_limiter._extension import LimiterContext
-from flask_limiter._manager import LimitManager
 from prometheus_client import Counter
 from redis import Redis
-from werkzeug.local import LocalProxy
 
+from appfactory.ratelimit_plan import PlannedChecks, ResolvedOnce
 from appfactory.ratelimit_storage import Window, last_window
 
 # Blueprints that get a budget of their own instead of the default one: name -> config key.
@@ -32,7 +30,7 @@ limited_total = Counter(
 
 def client_key() -> str:
     """The API key once identity has set g.api_key_id, else the client address after ProxyFix."""
-    key_id = g.get("api_key_id")
+    key_id = getattr(g._get_current_object(), "api_key_id", None)
     if key_id is not None:
         return f"key:{key_id}"
     return request.remote_addr or "unknown"
@@ -70,9 +68,10 @@ def _breach_message() -> str:
 
 def _request_identifier() -> str:
     # Unknown paths and methods under /api/ have no endpoint; name them so they are limited too.
-    if request.endpoint:
-        return request.endpoint
-    return "api" if request.path.startswith("/api/") else ""
+    req = request._get_current_object()
+    if req.endpoint:
+        return req.endpoint
+    return "api" if req.path.startswith("/api/") else ""
 
 
 def _count_breach(limit: RequestLimit) -> None:
@@ -90,86 +89,12 @@ def policy_limit(config_key: str, name: str) -> Any:
     )
 
 
-class _ResolvedOnce(LimitManager):
-    """Flask-Limiter's limit resolution, worked out once per app and route instead of per request.
-
-    What it resolves depends only on the registered limits and exemptions (any change forgets the
-    answers) and on the app's configuration, which is read once at start-up.
-    """
-
-    def __init__(self, manager: LimitManager) -> None:
-        super().__init__(
-            application_limits=manager._application_limits,
-            default_limits=manager._default_limits,
-            decorated_limits=manager._decorated_limits,
-            blueprint_limits=manager._blueprint_limits,
-            route_exemptions=manager._route_exemptions,
-            blueprint_exemptions=manager._blueprint_exemptions,
-        )
-        self._answers: weakref.WeakKeyDictionary[Flask, dict[tuple, Any]] = weakref.WeakKeyDictionary()
-
-    def _remembered(self, app: Flask, question: tuple, work: Callable[[], Any]) -> Any:
-        if isinstance(app, LocalProxy):  # Flask-Limiter passes current_app
-            app = app._get_current_object()
-        answers = self._answers.get(app)
-        if answers is None:
-            answers = self._answers.setdefault(app, {})
-        if question not in answers:
-            answers[question] = work()
-        return answers[question]
-
-    def _forget(self) -> None:
-        self._answers = weakref.WeakKeyDictionary()
-
-    def resolve_limits(self, app: Flask, *args: Any) -> tuple[list, ...]:
-        resolved = self._remembered(
-            app, ("limits", *args), lambda: super(_ResolvedOnce, self).resolve_limits(app, *args)
-        )
-        return tuple(list(limits) for limits in resolved)  # callers get lists of their own
-
-    def exemption_scope(self, app: Flask, endpoint: str | None, blueprint: str | None) -> ExemptionScope:
-        return self._remembered(
-            app,
-            ("exempt", endpoint, blueprint),
-            lambda: super(_ResolvedOnce, self).exemption_scope(app, endpoint, blueprint),
-        )
-
-    def set_application_limits(self, limits: list) -> None:
-        self._forget()
-        super().set_application_limits(limits)
-
-    def set_default_limits(self, limits: list) -> None:
-        self._forget()
-        super().set_default_limits(limits)
-
-    def add_decorated_limit(self, *args: Any, **kwargs: Any) -> None:
-        self._forget()
-        super().add_decorated_limit(*args, **kwargs)
-
-    def add_blueprint_limit(self, *args: Any, **kwargs: Any) -> None:
-        self._forget()
-        super().add_blueprint_limit(*args, **kwargs)
-
-    def add_route_exemption(self, *args: Any, **kwargs: Any) -> None:
-        self._forget()
-        super().add_route_exemption(*args, **kwargs)
-
-    def add_blueprint_exemption(self, *args: Any, **kwargs: Any) -> None:
-        self._forget()
-        super().add_blueprint_exemption(*args, **kwargs)
-
-    def add_endpoint_hint(self, endpoint: str, callable: str) -> None:  # noqa: A002 (the base's name)
-        if callable not in self._endpoint_hints.get(endpoint, ()):  # called on every decorated call
-            self._forget()
-        super().add_endpoint_hint(endpoint, callable)
-
-
-class _Limiter(Limiter):
-    """Flask-Limiter, plus the response headers and the storage in app.extensions."""
+class _Limiter(PlannedChecks, Limiter):
+    """Flask-Limiter, its checks planned once, plus the response headers and the storage in app.extensions."""
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
-        self.limit_manager = _ResolvedOnce(self.limit_manager)
+        self.limit_manager = ResolvedOnce(self.limit_manager)
 
     @property
     def context(self) -> LimiterContext:
@@ -224,14 +149,14 @@ def _write_headers(response: Response) -> Response:
     window = _window(current)
     reset_in = max(0, math.ceil(window.reset_at - time.time()))
     policy = _policy(current)
-    headers = response.headers
-    headers["X-RateLimit-Limit"] = str(window.limit)
-    headers["X-RateLimit-Remaining"] = str(window.remaining)
-    headers["X-RateLimit-Reset"] = str(math.ceil(window.reset_at))
-    headers["RateLimit-Policy"] = f'"{policy}";q={window.limit};w={window.expiry}'
-    headers["RateLimit"] = f'"{policy}";r={window.remaining};t={reset_in}'
+    add = response.headers.add  # not set: nothing else writes these, and set scans every header
+    add("X-RateLimit-Limit", str(window.limit))
+    add("X-RateLimit-Remaining", str(window.remaining))
+    add("X-RateLimit-Reset", str(math.ceil(window.reset_at)))
+    add("RateLimit-Policy", f'"{policy}";q={window.limit};w={window.expiry}')
+    add("RateLimit", f'"{policy}";r={window.remaining};t={reset_in}')
     if response.status_code == 429:
-        headers["Retry-After"] = str(max(1, reset_in))
+        response.headers["Retry-After"] = str(max(1, reset_in))
     return response
 
 

@@ -12,7 +12,10 @@ from flask import g, has_request_context
 def record(name: str, ms: float) -> None:
     """Add `ms` milliseconds to the request's `name` bucket."""
     if has_request_context():
-        spans = g.setdefault("timings", {})
+        state = g._get_current_object()
+        spans = getattr(state, "timings", None)
+        if spans is None:
+            spans = state.timings = {}
         spans[name] = spans.get(name, 0.0) + ms
 
 
@@ -26,9 +29,8 @@ def timed(name: str) -> Iterator[None]:
         record(name, (time.perf_counter() - started) * 1000.0)
 
 
-def server_timing(total_ms: float) -> str:
-    """The Server-Timing header value for this request."""
-    spans = g.get("timings") or {}
-    parts = [f"{name};dur={ms:.2f}" for name, ms in spans.items()]
+def server_timing(total_ms: float, spans: dict[str, float] | None) -> str:
+    """The Server-Timing header value for a request with these `spans` (the request's g.timings)."""
+    parts = [f"{name};dur={ms:.2f}" for name, ms in (spans or {}).items()]
     parts.append(f"app;dur={total_ms:.2f}")
     return ", ".join(parts)

@@ -86,7 +86,8 @@ def number_field(
     default: Any = None,
 ) -> Any:
     """A number within bounds; strings of digits are accepted (query strings carry only text)."""
-    raw = body.get(name)
+    # `in` first: werkzeug's MultiDict.get raises and catches an exception for a missing key.
+    raw = body[name] if name in body else None
     if raw is None or raw == "":
         return default
     if isinstance(raw, bool):
