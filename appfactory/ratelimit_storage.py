@@ -12,7 +12,7 @@ from limits.storage.base import SlidingWindowCounterSupport
 from prometheus_client import Gauge
 
 from appfactory.breaker import Breaker
-from appfactory.redis_client import PIGGYBACK, PIGGYBACKED, REDIS_ERRORS
+from appfactory.redis_client import PIGGYBACK, PIGGYBACKED, REDIS_ERRORS, PinnedScript
 
 fallback_active = Gauge(
     "aigen_ratelimit_fallback_active",
@@ -88,7 +88,7 @@ class _RedisWindows(RedisStorage):
 
     def initialize_storage(self, uri: str) -> None:
         super().initialize_storage(uri)
-        self.lua_acquire_window = self.get_connection().register_script(_ACQUIRE)
+        self.lua_acquire_window = PinnedScript(self.get_connection(), _ACQUIRE)
 
     def acquire_window(
         self, key: str, limit: int, expiry: int, amount: int, piggyback: str | None = None

@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import os
+import threading
 import time
 from typing import Any
 
 import redis
 from flask import Flask, current_app
+from redis.connection import Connection
+from redis.exceptions import NoScriptError, ResponseError
 
 from appfactory.breaker import Breaker
 
@@ -77,3 +81,39 @@ class _State:
 
 
 redis_client = RedisClient()
+
+
+class PinnedScript:
+    """A Lua script run with EVALSHA on a Redis connection that stays with the calling thread.
+
+    redis-py checks a connection out of its pool for every command: a lock, a readiness poll (one
+    system call), connection-count bookkeeping and an event on release. The script below runs on
+    every API request, so each thread takes one connection from the pool once and keeps it. A
+    connection that failed is closed and reconnects on its next command; a forked child takes its own.
+    """
+
+    def __init__(self, client: redis.Redis, source: str) -> None:
+        self.pool = client.connection_pool
+        self.script = client.register_script(source)  # its sha, and EVAL when Redis lost the script
+        self._local = threading.local()
+
+    def __call__(self, keys: list[str], args: list[Any]) -> Any:
+        conn = self._connection()
+        try:
+            conn.send_command("EVALSHA", self.script.sha, len(keys), *keys, *args)
+            try:
+                return conn.read_response()
+            except NoScriptError:  # Redis restarted or SCRIPT FLUSH: the source loads it again
+                conn.send_command("EVAL", self.script.script, len(keys), *keys, *args)
+                return conn.read_response()
+        except ResponseError:
+            raise  # Redis answered: the connection is in step
+        except BaseException:
+            conn.disconnect()  # a reply may be half read: never hand that to the next command
+            raise
+
+    def _connection(self) -> Connection:
+        local = self._local
+        if getattr(local, "pid", None) != os.getpid():  # first use in this thread, or a forked child
+            local.conn, local.pid = self.pool.get_connection(), os.getpid()
+        return local.conn
