@@ -96,7 +96,8 @@ def _plan_read_ahead() -> None:
         key = planner()
     except ApiError:
         return
-    setattr(g, PIGGYBACK, current_app.extensions["response_cache"].store.redis_key(key))
+    store = current_app.extensions["response_cache"].store
+    setattr(g._get_current_object(), PIGGYBACK, store.redis_key(key))
 
 
 def backend_name() -> str:

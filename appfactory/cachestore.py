@@ -54,7 +54,7 @@ class RedisStore:
         self._release = client.register_script(_RELEASE)
 
     def get(self, key: str) -> Entry | None:
-        if has_request_context() and (read := g.pop(PIGGYBACKED, None)) is not None:
+        if has_request_context() and (read := g._get_current_object().pop(PIGGYBACKED, None)) is not None:
             if read[0] == self.redis_key(key):  # the rate limiter's round trip already read it
                 return self.backend.serializer.loads(read[1])
         try:

@@ -140,14 +140,14 @@ class LimitStorage(Storage, SlidingWindowCounterSupport):
 
     def acquire_sliding_window_entry(self, key: str, limit: int, expiry: int, amount: int = 1) -> bool:
         if not has_request_context():
-            return self._acquire(key, limit, expiry, amount, None)[0]
-        acquired, window = self._acquire(key, limit, expiry, amount, g.pop(PIGGYBACK, None))
-        g.rate_window = (key, window)
+            return self._acquire(None, key, limit, expiry, amount)[0]
+        state = g._get_current_object()  # one proxy lookup for the request's notes (also below)
+        acquired, window = self._acquire(state, key, limit, expiry, amount)
+        state.rate_window = (key, window)
         return acquired
 
-    def _acquire(
-        self, key: str, limit: int, expiry: int, amount: int, piggyback: str | None
-    ) -> tuple[bool, Window]:
+    def _acquire(self, state: Any, key: str, limit: int, expiry: int, amount: int) -> tuple[bool, Window]:
+        piggyback = state.__dict__.pop(PIGGYBACK, None) if state is not None else None
         if self.redis is not None and self.breaker.allow():
             try:
                 acquired, counts, value = self.redis.acquire_window(key, limit, expiry, amount, piggyback)
@@ -156,7 +156,7 @@ class LimitStorage(Storage, SlidingWindowCounterSupport):
             else:
                 self._succeeded()
                 if piggyback is not None:
-                    setattr(g, PIGGYBACKED, (piggyback, value))
+                    setattr(state, PIGGYBACKED, (piggyback, value))
                 return acquired, window_of(limit, expiry, counts)
         share = self.share(limit)
         acquired = self.memory.acquire_sliding_window_entry(key, share, expiry, amount)

@@ -36,9 +36,11 @@ def _prompt(source: Mapping[str, Any]) -> str:
 
 def _query() -> tuple[str, dict[str, Any]]:
     """The GET's prompt and options, parsed once per request (the cache's read-ahead asks first)."""
-    parsed = g.get("ai_query")
+    state = g._get_current_object()
+    parsed = getattr(state, "ai_query", None)
     if parsed is None:
-        parsed = g.ai_query = (_prompt(request.args), _options(request.args))
+        args = request.args
+        parsed = state.ai_query = (_prompt(args), _options(args))
     return parsed
 
 
