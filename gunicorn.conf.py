@@ -61,8 +61,10 @@ threads = _settings["GUNICORN_THREADS"]
 timeout = int(_settings["AI_TIMEOUT_S"]) + 15
 graceful_timeout = 30
 keepalive = 5
-max_requests = 10_000
-max_requests_jitter = 1_000
+# Recycling bounds a slow leak; a new worker costs ~0.4 s of CPU, so at this service's rate (thousands
+# of requests a second per worker) it happens every minute or so rather than every few seconds.
+max_requests = 100_000
+max_requests_jitter = 10_000
 worker_tmp_dir = "/dev/shm" if os.path.isdir("/dev/shm") else None
 preload_app = False
 # One fixed control-socket path per user would be shared by every instance on a host.

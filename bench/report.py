@@ -222,8 +222,8 @@ def _method(results: dict) -> list[str]:
         "reference apps included, carries what `gunicorn.conf.py` imports in the master (the service's "
         "configuration and logging modules, hence Flask; the app itself and the start-up migration's "
         "alembic stay out of the master).",
-        "- `gunicorn.conf.py` recycles workers after 10,000 ± 1,000 requests, as in production, so fast "
-        "cases restart workers during their runs and pay that cost too.",
+        "- `gunicorn.conf.py` recycles workers after 100,000 ± 10,000 requests, as in production, so a "
+        "server may restart its workers during the run and pays that cost too.",
         "- The machine may be shared: compare ratios within one run, not absolute figures across runs.",
     ]
 
