@@ -33,7 +33,6 @@ def create_app(overrides: Mapping[str, Any] | None = None) -> Flask:
 
     app = ServiceFlask(__name__)
     app.config.update(config.flask_config(settings, app.instance_path), VERSION=__version__)
-    app.json.sort_keys = False
     os.makedirs(app.instance_path, exist_ok=True)
     if app.config["TRUSTED_PROXIES"]:
         app.wsgi_app = ProxyFix(app.wsgi_app, x_for=app.config["TRUSTED_PROXIES"])
