@@ -220,8 +220,9 @@ def _method(results: dict) -> list[str]:
         "while `pg_stat_activity` is sampled every 100 ms for the bench database (application_name aigen).",
         "- Memory: VmRSS of each gunicorn worker (children of the master) after the runs. Every worker, "
         "reference apps included, carries what `gunicorn.conf.py` imports in the master (the service's "
-        "configuration and logging modules, hence Flask; the app itself and the start-up migration's "
-        "alembic stay out of the master).",
+        "configuration and logging modules, hence Flask, and the libraries every service worker loads: "
+        "SQLAlchemy, the database driver, redis; the app itself and the start-up migration's alembic "
+        "stay out of the master).",
         "- `gunicorn.conf.py` recycles workers after 10,000 ± 1,000 requests, as in production, so fast "
         "cases restart workers during their runs and pay that cost too.",
         "- The machine may be shared: compare ratios within one run, not absolute figures across runs.",
