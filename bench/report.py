@@ -187,7 +187,8 @@ def _method(results: dict) -> list[str]:
         f"{', '.join(f'{x:.2f}' for x in machine['loadavg_at_start'])}; Python "
         f"{results['software']['python']}, {results['software']['wrk']}, commit "
         f"{results['software']['commit']}.",
-        "- Every server is the real `gunicorn -c gunicorn.conf.py <app>` with the same settings: "
+        "- Every server is the real `gunicorn -c gunicorn.conf.py <app>`, with `PYTHONOPTIMIZE=2` as the "
+        "Dockerfile runs it, with the same settings: "
         f"{settings.get('WEB_CONCURRENCY')} workers × {settings.get('GUNICORN_THREADS')} gthread threads. "
         "The reference apps (`bench/apps/`) run under the same file in the same run: a bare WSGI "
         "callable (the ceiling), a bare Flask route, and the plain assembly of the service's libraries "
