@@ -187,7 +187,8 @@ def _method(results: dict) -> list[str]:
         f"{', '.join(f'{x:.2f}' for x in machine['loadavg_at_start'])}; Python "
         f"{results['software']['python']}, {results['software']['wrk']}, commit "
         f"{results['software']['commit']}.",
-        "- Every server is the real `gunicorn -c gunicorn.conf.py <app>` with the same settings: "
+        "- Every server is the real `gunicorn -c gunicorn.conf.py <app>`, with `PYTHONOPTIMIZE=2` as the "
+        "Dockerfile runs it, with the same settings: "
         f"{settings.get('WEB_CONCURRENCY')} workers × {settings.get('GUNICORN_THREADS')} gthread threads. "
         "The reference apps (`bench/apps/`) run under the same file in the same run: a bare WSGI "
         "callable (the ceiling), a bare Flask route, and the plain assembly of the service's libraries "
@@ -220,8 +221,9 @@ def _method(results: dict) -> list[str]:
         "while `pg_stat_activity` is sampled every 100 ms for the bench database (application_name aigen).",
         "- Memory: VmRSS of each gunicorn worker (children of the master) after the runs. Every worker, "
         "reference apps included, carries what `gunicorn.conf.py` imports in the master (the service's "
-        "configuration and logging modules, hence Flask; the app itself and the start-up migration's "
-        "alembic stay out of the master).",
+        "configuration and logging modules, hence Flask, and the libraries every service worker loads: "
+        "SQLAlchemy, the database driver, redis; the app itself and the start-up migration's alembic "
+        "stay out of the master).",
         "- `gunicorn.conf.py` recycles workers after 100,000 ± 10,000 requests, as in production, so a "
         "server may restart its workers during the run and pays that cost too.",
         "- The machine may be shared: compare ratios within one run, not absolute figures across runs.",

@@ -82,3 +82,25 @@ def test_health_probe_answers_in_a_forked_child(postgres):
     _, status = os.waitpid(pid, 0)
     app.extensions["db"].dispose()  # later tests count the session database's connections
     assert os.waitstatus_to_exitcode(status) == 0
+
+
+def test_gssapi_encryption_is_not_offered_unless_asked_for(postgres, monkeypatch):
+    from appfactory.db import engine_options
+
+    monkeypatch.delenv("PGGSSENCMODE", raising=False)
+    url = sqlalchemy_url(postgres.url)
+    assert engine_options(_settings(url))["connect_args"]["gssencmode"] == "disable"
+    engine = _engine(postgres)
+    with engine.connect() as conn:  # what libpq was given
+        assert conn.connection.dbapi_connection.get_dsn_parameters()["gssencmode"] == "disable"
+    engine.dispose()
+    # Asked for in the URL or libpq's environment variable: libpq's own setting applies.
+    assert "gssencmode" not in engine_options(_settings(url + "?gssencmode=prefer"))["connect_args"]
+    monkeypatch.setenv("PGGSSENCMODE", "prefer")
+    assert "gssencmode" not in engine_options(_settings(url))["connect_args"]
+
+
+def _settings(url):
+    from appfactory import config
+
+    return config.load({}, base_overrides(DATABASE_URL=url))

@@ -22,7 +22,13 @@ class Gunicorn:
     def __init__(self, env: dict[str, str], workers: int = 2, app: str = "wsgi:app") -> None:
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
-        self.env = {**os.environ, "PORT": str(self.port), "WEB_CONCURRENCY": str(workers), **env}
+        self.env = {
+            **os.environ,
+            "PORT": str(self.port),
+            "WEB_CONCURRENCY": str(workers),
+            "PYTHONOPTIMIZE": "2",  # as the Dockerfile runs it: no docstrings in the workers' memory
+            **env,
+        }
         self.app = app
         self.output = tempfile.NamedTemporaryFile(prefix="gunicorn-", suffix=".log", delete=False)
         self.process: subprocess.Popen | None = None
