@@ -13,6 +13,7 @@ from prometheus_client import Gauge
 
 from appfactory.breaker import Breaker
 from appfactory.redis_client import PIGGYBACK, PIGGYBACKED, REDIS_ERRORS, PinnedScript
+from appfactory.timing import record
 
 fallback_active = Gauge(
     "aigen_ratelimit_fallback_active",
@@ -149,11 +150,14 @@ class LimitStorage(Storage, SlidingWindowCounterSupport):
     def _acquire(self, state: Any, key: str, limit: int, expiry: int, amount: int) -> tuple[bool, Window]:
         piggyback = state.__dict__.pop(PIGGYBACK, None) if state is not None else None
         if self.redis is not None and self.breaker.allow():
+            started = time.perf_counter()
             try:
                 acquired, counts, value = self.redis.acquire_window(key, limit, expiry, amount, piggyback)
             except REDIS_ERRORS as exc:
                 self._failed(exc)
             else:
+                if state is not None:  # Server-Timing: the round trip that also read the cache entry
+                    record("ratelimit", (time.perf_counter() - started) * 1000.0)
                 self._succeeded()
                 if piggyback is not None:
                     setattr(state, PIGGYBACKED, (piggyback, value))
