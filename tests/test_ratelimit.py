@@ -297,3 +297,35 @@ def test_limits_resolved_once_still_follow_each_apps_settings(make_app):
             assert response.headers["X-RateLimit-Limit"] == str(limit), (path, limit)
             assert response.headers["RateLimit-Policy"].startswith(f'"{policy}"')
     assert "X-RateLimit-Limit" not in small.test_client().get("/health/live").headers
+
+
+def test_plain_routes_use_the_plan_and_decorated_views_flask_limiters_check(make_app, monkeypatch):
+    from flask_limiter import Limiter
+
+    from appfactory.ratelimit import policy_limit
+
+    general = []
+    check = Limiter._check_request_limit
+
+    def counted(self, *args, **kwargs):
+        general.append(request.path)
+        return check(self, *args, **kwargs)
+
+    monkeypatch.setattr(Limiter, "_check_request_limit", counted)
+    app = make_app(RATE_LIMIT_PER_MINUTE=2, RATE_LIMIT_AI_PER_MINUTE=1)
+
+    @policy_limit("RATE_LIMIT_AI_PER_MINUTE", "probe")
+    def probe():
+        return {"ok": True}
+
+    app.add_url_rule("/api/v1/probe", "probe", probe)
+    client = app.test_client()
+    planned = [client.get("/api/v1/templates") for _ in range(3)]
+    assert [r.status_code for r in planned] == [200, 200, 429]
+    _assert_headers(planned[1], 2, 0)
+    assert planned[2].get_json()["error"]["code"] == "rate_limited"
+    assert "Retry-After" in planned[2].headers
+    assert general == []  # answered from the plan: Flask-Limiter's own check never ran
+    decorated = [client.get("/api/v1/probe") for _ in range(2)]
+    assert [r.status_code for r in decorated] == [200, 429]
+    assert "/api/v1/probe" in general  # a decorated view goes through Flask-Limiter's check
