@@ -10,6 +10,7 @@ import uuid
 from collections import Counter
 from pathlib import Path
 
+import redis
 import requests
 
 from bench import wrk
@@ -125,6 +126,27 @@ def workers(master_pid: int) -> list[int]:
         except (OSError, IndexError, ValueError):
             continue  # the process went away while we looked
     return found
+
+
+_TICKS = os.sysconf("SC_CLK_TCK")
+
+
+def worker_cpu_s(master_pid: int) -> dict[int, float]:
+    """User + system CPU seconds of each gunicorn worker of `master_pid`, by pid."""
+    used = {}
+    for pid in workers(master_pid):
+        try:
+            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        used[pid] = (int(fields[11]) + int(fields[12])) / _TICKS
+    return used
+
+
+def redis_cpu_s(client: redis.Redis) -> float:
+    """CPU seconds the Redis server has used (INFO cpu, main thread and children)."""
+    info = client.info("cpu")
+    return float(info["used_cpu_user"]) + float(info["used_cpu_sys"])
 
 
 def worker_rss_mb(master_pid: int) -> list[float]:

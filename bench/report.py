@@ -127,6 +127,37 @@ def _results_table(results: dict) -> list[str]:
     return lines
 
 
+def _cpu_table(results: dict) -> list[str]:
+    """CPU per request: the figure a shared machine disturbs least."""
+    lines = [
+        "| case | workers' CPU µs/request | Redis CPU µs/request | together | vs Flask (lower is better) |",
+        "|---|---:|---:|---:|---:|",
+    ]
+    flask_rounds = results["cases"].get("flask", {}).get("rounds") or []
+    for entry in results["cases"].values():
+        median = entry.get("median")
+        if not median or median.get("worker_cpu_us") is None:
+            continue
+        together = median["worker_cpu_us"] + (median.get("redis_cpu_us") or 0.0)
+        ratios = [
+            _cpu_of(mine) / _cpu_of(base)
+            for mine, base in zip(entry["rounds"], flask_rounds, strict=False)
+            if _cpu_of(mine) and _cpu_of(base)
+        ]
+        ratio = f"{statistics.median(ratios):.2f}×" if ratios else "n/a"
+        lines.append(
+            f"| {entry['label']} | {median['worker_cpu_us']:,.0f} | {median.get('redis_cpu_us') or 0:,.1f} "
+            f"| {together:,.0f} | {ratio} |"
+        )
+    return lines
+
+
+def _cpu_of(figures: dict) -> float | None:
+    if figures.get("worker_cpu_us") is None:
+        return None
+    return figures["worker_cpu_us"] + (figures.get("redis_cpu_us") or 0.0)
+
+
 def _server_time_table(results: dict) -> list[str]:
     rows = results.get("server_time") or {}
     if not rows:
@@ -242,6 +273,14 @@ def markdown(results: dict) -> str:
         *_results_table(results),
         "",
         f"![requests/s and latency per case]({NAME}.png)",
+        "",
+        "## CPU per request",
+        "",
+        "User + system CPU of the server's workers (from /proc) and of Redis (INFO cpu) over each run, "
+        "divided by the requests it served; median over the rounds. Requests/s on a shared machine move "
+        "with whatever else its cores run; the CPU a request costs moves far less.",
+        "",
+        *_cpu_table(results),
         "",
         "## Server time of one request (X-Process-Time)",
         "",

@@ -6,6 +6,7 @@ import statistics
 import sys
 import time
 import uuid
+from collections.abc import Callable
 from dataclasses import asdict, replace
 
 import requests
@@ -37,7 +38,7 @@ def measure(plan: Plan) -> dict:
             urls = {c.key: servers[c.server].url + c.path for c in cases}
             results["cases"] = {c.key: _probe(c, urls[c.key]) for c in cases}
             ready = [c for c in cases if results["cases"][c.key]["status"] == "ok"]
-            _rounds(plan, ready, urls, results["cases"])
+            _rounds(plan, ready, urls, results["cases"], lambda case: _cpu(servers[case.server], env))
             results["server_time"] = _server_times(plan, ready, urls)
             results["pg_connections"] = _pg_connections(plan, env, results, urls)
             results["rss_mb"] = {key: probes.worker_rss_mb(s.process.pid) for key, s in servers.items()}
@@ -82,8 +83,28 @@ def _run_case(case: Case, url: str, load: wrk.Load) -> dict:
     return wrk.run(url.removesuffix(case.path) + "/", load, (uuid.uuid4().hex[:8], case.path))
 
 
-def _rounds(plan: Plan, cases: list[Case], urls: dict[str, str], out: dict) -> None:
-    """A B C ... A B C ...: machine drift hits every case alike; each round starts one case later."""
+def _cpu(server: Gunicorn, env: Environment) -> tuple[dict[int, float], float]:
+    return probes.worker_cpu_s(server.process.pid), probes.redis_cpu_s(env.redis)
+
+
+def _cpu_per_request(before: tuple, after: tuple, requests_done: int) -> dict:
+    """Worker and Redis CPU µs per request over one wrk run; None when a worker was replaced meanwhile."""
+    (workers_before, redis_before), (workers_after, redis_after) = before, after
+    if not requests_done or set(workers_before) != set(workers_after):
+        return {"worker_cpu_us": None, "redis_cpu_us": None}
+    worker_s = sum(workers_after.values()) - sum(workers_before.values())
+    return {
+        "worker_cpu_us": worker_s * 1e6 / requests_done,
+        "redis_cpu_us": (redis_after - redis_before) * 1e6 / requests_done,
+    }
+
+
+def _rounds(plan: Plan, cases: list[Case], urls: dict[str, str], out: dict, cpu: Callable) -> None:
+    """A B C ... A B C ...: machine drift hits every case alike; each round starts one case later.
+
+    Each run also records the CPU the workers and Redis spent per request: on a shared machine that
+    figure moves far less than requests/s, which depend on what else the cores are doing.
+    """
     if plan.warmup_s:
         say(f"warming up {len(cases)} cases")
         for case in cases:
@@ -92,13 +113,19 @@ def _rounds(plan: Plan, cases: list[Case], urls: dict[str, str], out: dict) -> N
         order = cases[n % len(cases) :] + cases[: n % len(cases)] if cases else []
         say(f"round {n + 1}/{plan.rounds}")
         for case in order:
-            out[case.key]["rounds"].append(_run_case(case, urls[case.key], _load(plan, plan.seconds)))
+            before = cpu(case)
+            figures = _run_case(case, urls[case.key], _load(plan, plan.seconds))
+            figures |= _cpu_per_request(before, cpu(case), figures["requests"])
+            out[case.key]["rounds"].append(figures)
     for case in cases:
         out[case.key]["median"] = _medians(out[case.key]["rounds"])
 
 
 def _medians(rounds: list[dict]) -> dict:
     figures = {key: statistics.median(r[key] for r in rounds) for key in ("rps", "p50_ms", "p99_ms")}
+    for key in ("worker_cpu_us", "redis_cpu_us"):
+        known = [r[key] for r in rounds if r.get(key) is not None]
+        figures[key] = statistics.median(known) if known else None
     figures["non_2xx"] = sum(r["non_2xx"] for r in rounds)
     figures["socket_errors"] = sum(r["socket_errors"] for r in rounds)
     return figures

@@ -51,6 +51,8 @@ def test_reference_apps_and_service_cases_are_measured(report):
         median = case["median"]
         assert median["rps"] > 0 and 0 < median["p50_ms"] <= median["p99_ms"], (key, median)
         assert median["non_2xx"] == 0, (key, median)
+        # None only when a worker was replaced during the run, which 1-second runs never cause.
+        assert median["worker_cpu_us"] > 0 and median["redis_cpu_us"] >= 0, (key, median)
     assert results["cases"]["wsgi"]["ratios"]["wsgi"]["rps"] == pytest.approx(1.0)
     assert results["cases"]["flask"]["ratios"]["flask"]["p99_ms"] == pytest.approx(1.0)
     for key in ("ai_hit", "ai_miss"):
@@ -82,6 +84,7 @@ def test_markdown_table_and_chart_are_written(report):
     markdown = (report / "BENCHMARKS.md").read_text()
     results = json.loads((report / "BENCHMARKS.json").read_text())
     assert "| case | path | req/s |" in markdown and "## Method" in markdown
+    assert "## CPU per request" in markdown
     for case in results["cases"].values():
         assert case["label"] in markdown
     assert (report / "BENCHMARKS.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
