@@ -6,6 +6,8 @@ import json
 import logging
 import logging.config
 import math
+import os
+import select
 import sys
 import time
 import traceback
@@ -151,11 +153,46 @@ def _text_value(value: Any) -> str:
 
 
 class StdoutHandler(logging.StreamHandler):
-    """A handler on the process's real stdout, also when sys.stdout is routed into logging."""
+    """A handler on the process's real stdout, also when sys.stdout is routed into logging.
+
+    A line of up to PIPE_BUF bytes goes out in one write(2) on the file descriptor, which the kernel
+    keeps whole among concurrent writers: no lock is held while the call waits, so the request threads
+    do not queue behind each other's log lines. Longer lines (tracebacks) take the handler's lock.
+    """
 
     def __init__(self) -> None:
         stream = sys.stdout
         super().__init__(stream.original if isinstance(stream, LoggingStream) else stream)
+        try:
+            self._fd: int | None = self.stream.fileno()
+            self.stream.flush()  # what was buffered goes out before the first line written past it
+        except (AttributeError, OSError, ValueError):  # a stream without a descriptor (tests' capture)
+            self._fd = None
+
+    def handle(self, record: logging.LogRecord) -> logging.LogRecord | bool:
+        if self._fd is None:
+            return super().handle(record)
+        checked = self.filter(record)
+        if checked:
+            self.emit(checked if isinstance(checked, logging.LogRecord) else record)
+        return checked
+
+    def emit(self, record: logging.LogRecord) -> None:
+        if self._fd is None:
+            return super().emit(record)
+        try:
+            line = (self.format(record) + self.terminator).encode("utf-8", "backslashreplace")
+            if len(line) <= select.PIPE_BUF:
+                os.write(self._fd, line)
+                return None
+            with self.lock:  # type: ignore[union-attr]
+                while line:
+                    line = line[os.write(self._fd, line) :]
+        except RecursionError:
+            raise
+        except Exception:
+            self.handleError(record)
+        return None
 
 
 def logging_config(level: str = "INFO", fmt: str = "json") -> dict[str, Any]:

@@ -251,3 +251,37 @@ def test_printed_lines_become_log_records(capsys):
         ("stderr", "ERROR", "first line"),
         ("stderr", "ERROR", "second"),
     ]
+
+
+def test_lines_from_many_threads_reach_a_pipe_whole(monkeypatch):
+    import os
+    import threading
+
+    read_end, write_end = os.pipe()
+    writer = os.fdopen(write_end, "w")
+    monkeypatch.setattr(sys, "stdout", writer)
+    handler = applog.StdoutHandler()
+    assert handler._fd == write_end  # the descriptor path, not the stream's
+    handler.setFormatter(applog.JsonFormatter("%(message)s"))
+    received = bytearray()
+    reader = threading.Thread(
+        target=lambda: [received.extend(chunk) for chunk in iter(lambda: os.read(read_end, 65536), b"")]
+    )
+    reader.start()
+
+    def log(n: int) -> None:
+        for i in range(200):
+            handler.handle(logging.makeLogRecord({"msg": f"thread {n} line {i} " + "x" * 300}))
+
+    threads = [threading.Thread(target=log, args=(n,)) for n in range(8)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    handler.handle(logging.makeLogRecord({"msg": "long " + "y" * 20_000}))  # past PIPE_BUF: under the lock
+    writer.close()
+    reader.join(timeout=10)
+    lines = received.decode().splitlines()
+    messages = [json.loads(line)["message"] for line in lines]  # every line whole, nothing interleaved
+    assert len(messages) == 8 * 200 + 1
+    assert messages[-1] == "long " + "y" * 20_000
