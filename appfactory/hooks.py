@@ -72,7 +72,7 @@ def _finisher(app: Flask) -> Callable[[Response], Response]:
 
     def finish(response: Response) -> Response:
         state = g._get_current_object()
-        started = getattr(state, "start", None) or time.perf_counter()
+        started = state.get("start") or time.perf_counter()
         try:
             observe(request._get_current_object(), response, (time.perf_counter() - started) * 1000.0)
         except Exception:  # metrics or a log line are never worth a failed request
@@ -81,9 +81,9 @@ def _finisher(app: Flask) -> Callable[[Response], Response]:
         total = (time.perf_counter() - started) * 1000.0
         headers = response.headers
         # add, not set: nothing else writes these, and set scans every header first.
-        headers.add("X-Request-ID", getattr(state, "request_id", None) or new_request_id())
+        headers.add("X-Request-ID", state.get("request_id") or new_request_id())
         headers.add("X-Process-Time", f"{total:.2f}ms")
-        headers.add("Server-Timing", server_timing(total, getattr(state, "timings", None)))
+        headers.add("Server-Timing", server_timing(total, state.get("timings")))
         return response
 
     return finish

@@ -30,9 +30,7 @@ class RequestIdFilter(logging.Filter):
 
     def filter(self, record: logging.LogRecord) -> bool:
         if not hasattr(record, "request_id"):
-            record.request_id = (
-                getattr(g._get_current_object(), "request_id", None) if has_request_context() else None
-            )
+            record.request_id = g._get_current_object().get("request_id") if has_request_context() else None
         return True
 
 

@@ -30,7 +30,7 @@ limited_total = Counter(
 
 def client_key() -> str:
     """The API key once identity has set g.api_key_id, else the client address after ProxyFix."""
-    key_id = getattr(g._get_current_object(), "api_key_id", None)
+    key_id = g._get_current_object().get("api_key_id")
     if key_id is not None:
         return f"key:{key_id}"
     return request.remote_addr or "unknown"

@@ -13,7 +13,7 @@ def record(name: str, ms: float) -> None:
     """Add `ms` milliseconds to the request's `name` bucket."""
     if has_request_context():
         state = g._get_current_object()
-        spans = getattr(state, "timings", None)
+        spans = state.get("timings")
         if spans is None:
             spans = state.timings = {}
         spans[name] = spans.get(name, 0.0) + ms

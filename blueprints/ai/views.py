@@ -37,7 +37,7 @@ def _prompt(source: Mapping[str, Any]) -> str:
 def _query() -> tuple[str, dict[str, Any]]:
     """The GET's prompt and options, parsed once per request (the cache's read-ahead asks first)."""
     state = g._get_current_object()
-    parsed = getattr(state, "ai_query", None)
+    parsed = state.get("ai_query")
     if parsed is None:
         args = request.args
         parsed = state.ai_query = (_prompt(args), _options(args))
