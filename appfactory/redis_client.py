@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import os
+import socket
+import struct
 import threading
 import time
 from typing import Any
@@ -115,5 +117,23 @@ class PinnedScript:
     def _connection(self) -> Connection:
         local = self._local
         if getattr(local, "pid", None) != os.getpid():  # first use in this thread, or a forked child
-            local.conn, local.pid = self.pool.get_connection(), os.getpid()
+            conn = self.pool.get_connection()
+            conn.register_connect_callback(self._kernel_timeouts)
+            self._kernel_timeouts(conn)
+            local.conn, local.pid = conn, os.getpid()
         return local.conn
+
+    def _kernel_timeouts(self, conn: Connection) -> None:
+        """Let the kernel bound each send and receive (SO_SNDTIMEO/SO_RCVTIMEO) on a blocking socket.
+
+        A Python socket with a timeout polls before every send and receive: two more system calls per
+        round trip, each one a point where the thread gives up the GIL and may wait to get it back.
+        """
+        sock = conn._sock
+        timeout = conn.socket_timeout
+        if sock is None or not timeout:
+            return
+        bound = struct.pack("ll", int(timeout), int(timeout % 1 * 1_000_000))
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVTIMEO, bound)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDTIMEO, bound)
+        sock.settimeout(None)

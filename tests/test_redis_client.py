@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import threading
+import time
 
 import pytest
 import redis
@@ -76,3 +77,18 @@ def test_a_forked_child_uses_a_connection_of_its_own(server):
     os.waitpid(pid, 0)
     assert os.read(read, 1) == b"1"
     assert script([], ["parent again"]) == b"parent again"
+
+
+def test_a_frozen_server_costs_one_socket_timeout_then_it_reconnects(server):
+    client = redis.Redis.from_url(server.url, socket_timeout=0.2, socket_connect_timeout=0.2)
+    script = PinnedScript(client, ECHO)
+    assert script([], ["warm"]) == b"warm"
+    # The kernel bounds the wait (SO_RCVTIMEO) on a blocking socket: no poll before each call.
+    assert script._local.conn._sock.gettimeout() is None
+    server.freeze()
+    started = time.monotonic()
+    with pytest.raises(redis.ConnectionError):
+        script([], ["frozen"])
+    assert 0.15 <= time.monotonic() - started < 1.0
+    server.thaw()
+    assert script([], ["thawed"]) == b"thawed"
