@@ -88,3 +88,17 @@ def test_markdown_table_and_chart_are_written(report):
     for case in results["cases"].values():
         assert case["label"] in markdown
     assert (report / "BENCHMARKS.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_hotpath_reports_the_cost_of_a_cache_hit_in_process():
+    require_redis()
+    done = subprocess.run(
+        [sys.executable, "-m", "bench.hotpath", "--requests", "50", "--rounds", "2"],
+        cwd=Path(__file__).resolve().parents[1],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.returncode == 0, done.stderr[-4000:]
+    figure = float(done.stdout.split(": ", 1)[1].split(" µs", 1)[0])
+    assert figure > 0, done.stdout
