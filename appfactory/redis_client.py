@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import select
 import socket
 import struct
 import threading
@@ -85,13 +86,28 @@ class _State:
 redis_client = RedisClient()
 
 
+# A pinned connection unused for this long is checked before its next call (one poll of its socket).
+CHECK_IDLE_AFTER_S = 1.0
+
+
+def _quiet(conn: Connection) -> bool:
+    """Whether nothing is waiting on the connection's socket: no end of file, no stray reply."""
+    sock = conn._sock
+    if sock is None:
+        return True  # not connected: the next command connects
+    poller = select.poll()
+    poller.register(sock, select.POLLIN)
+    return not poller.poll(0)
+
+
 class PinnedScript:
     """A Lua script run with EVALSHA on a Redis connection that stays with the calling thread.
 
     redis-py checks a connection out of its pool for every command: a lock, a readiness poll (one
     system call), connection-count bookkeeping and an event on release. The script below runs on
     every API request, so each thread takes one connection from the pool once and keeps it. A
-    connection that failed is closed and reconnects on its next command; a forked child takes its own.
+    connection that failed is closed and reconnects on its next command; one left idle for over
+    CHECK_IDLE_AFTER_S is checked first, as the pool checks at checkout; a forked child takes its own.
     """
 
     def __init__(self, client: redis.Redis, source: str) -> None:
@@ -116,11 +132,17 @@ class PinnedScript:
 
     def _connection(self) -> Connection:
         local = self._local
+        now = time.monotonic()
         if getattr(local, "pid", None) != os.getpid():  # first use in this thread, or a forked child
             conn = self.pool.get_connection()
             conn.register_connect_callback(self._kernel_timeouts)
             self._kernel_timeouts(conn)
             local.conn, local.pid = conn, os.getpid()
+        elif now - local.used > CHECK_IDLE_AFTER_S and not _quiet(local.conn):
+            # The server closed it meanwhile (a restart, its idle timeout), as the pool would find at
+            # checkout: reconnect now rather than fail this call. Busy connections skip the check.
+            local.conn.disconnect()
+        local.used = now
         return local.conn
 
     def _kernel_timeouts(self, conn: Connection) -> None:

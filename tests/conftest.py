@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import socket
 import threading
+import time
 import uuid
 
 import pytest
@@ -13,6 +14,26 @@ from appfactory import create_app, migrate
 from appfactory.config import sqlalchemy_url
 from appfactory.models import metadata
 from tests.support.services import PostgresDatabase
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _forget_test_keys():
+    """Delete what the session's apps left in the shared Redis (the hit counters outlive a test)."""
+    yield
+    import redis
+
+    from appfactory.cachestats import FLUSH_EVERY_S
+    from tests.support.services import REDIS_URL
+
+    time.sleep(FLUSH_EVERY_S + 0.2)  # the background flushers write their last counts
+    try:
+        client = redis.Redis.from_url(REDIS_URL, socket_timeout=2, socket_connect_timeout=1)
+        for namespace in _NAMESPACES:
+            keys = list(client.scan_iter(match=f"{namespace}:*", count=1000))
+            if keys:
+                client.delete(*keys)
+    except redis.RedisError:
+        pass  # no Redis, nothing was written to it
 
 
 @pytest.fixture(scope="session")
@@ -32,12 +53,24 @@ def _truncate(url: str) -> None:
     engine.dispose()
 
 
+# Every key namespace this session's apps were given: their keys are deleted at the end.
+_NAMESPACES: set[str] = set()
+
+
+def key_namespace() -> str:
+    """A CACHE_NAMESPACE of its own for one app or server; its Redis keys go at the session's end."""
+    namespace = f"test-{uuid.uuid4().hex[:8]}"
+    _NAMESPACES.add(namespace)
+    return namespace
+
+
 def base_overrides(**extra) -> dict:
     """Test settings: no Redis, unique key namespace, quiet logs."""
+    namespace = key_namespace()
     return {
         "TESTING": True,
         "REDIS_URL": None,
-        "CACHE_NAMESPACE": f"test-{uuid.uuid4().hex[:8]}",
+        "CACHE_NAMESPACE": namespace,
         "LOG_LEVEL": "WARNING",
         "AI_LOCAL_LATENCY_MS": 0,
         "RATE_LIMIT_PER_MINUTE": 10_000,
@@ -85,6 +118,7 @@ def new_app(tmp_path):
 
     def build(**overrides):
         app = create_app({**base_overrides(DATABASE_URL=url), **overrides})
+        _NAMESPACES.add(app.config["CACHE_NAMESPACE"])  # a test may have chosen its own
         apps.append(app)
         return app
 

@@ -2,13 +2,13 @@
 
 import threading
 import time
-import uuid
 
 import pytest
 
 from appfactory import cacheflow
 from appfactory.cache import cache_response, invalidate_cache
 from appfactory.errors import ApiError
+from tests.conftest import key_namespace
 from tests.support.services import REDIS_URL, RedisServer, free_port, require_redis
 
 
@@ -33,7 +33,7 @@ def backend(request):
 @pytest.fixture
 def make_app(new_app, backend):
     """Apps on the chosen backend that share one namespace, like workers of one service."""
-    namespace = f"test-{uuid.uuid4().hex[:8]}"
+    namespace = key_namespace()
     redis_url = None
     if backend == "redis":
         require_redis().close()

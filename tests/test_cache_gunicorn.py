@@ -2,12 +2,12 @@
 
 import statistics
 import time
-import uuid
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 import requests
 
+from tests.conftest import key_namespace
 from tests.support.gunicorn import Gunicorn
 from tests.support.services import REDIS_URL, RedisServer, require_redis
 from tests.support.upstream import FakeModel
@@ -17,7 +17,7 @@ pytestmark = pytest.mark.slow
 
 @pytest.fixture
 def namespace():
-    name = f"test-{uuid.uuid4().hex[:8]}"
+    name = key_namespace()
     yield name
     with require_redis() as client:
         keys = list(client.scan_iter(f"{name}:*"))

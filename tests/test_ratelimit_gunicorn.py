@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import time
-import uuid
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 import requests
 
+from tests.conftest import key_namespace
 from tests.support.gunicorn import Gunicorn
 from tests.support.services import REDIS_URL, RedisServer, require_redis
 
@@ -22,7 +22,7 @@ def _env(tmp_path, redis_url: str, **extra: str) -> dict[str, str]:
     return {
         "DATABASE_URL": f"sqlite:///{tmp_path / 'app.db'}",
         "REDIS_URL": redis_url,
-        "CACHE_NAMESPACE": f"test-{uuid.uuid4().hex[:8]}",
+        "CACHE_NAMESPACE": key_namespace(),
         "RATE_LIMIT_PER_MINUTE": "60",
         "LOG_LEVEL": "WARNING",
         **extra,

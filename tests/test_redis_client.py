@@ -9,7 +9,7 @@ import time
 import pytest
 import redis
 
-from appfactory.redis_client import PinnedScript
+from appfactory.redis_client import CHECK_IDLE_AFTER_S, PinnedScript
 from tests.support.services import RedisServer
 
 ECHO = "return ARGV[1]"
@@ -92,3 +92,12 @@ def test_a_frozen_server_costs_one_socket_timeout_then_it_reconnects(server):
     assert 0.15 <= time.monotonic() - started < 1.0
     server.thaw()
     assert script([], ["thawed"]) == b"thawed"
+
+
+def test_a_restarted_server_costs_no_failed_call_after_an_idle_second(server):
+    script = PinnedScript(redis.Redis.from_url(server.url), ECHO)
+    assert script([], ["before"]) == b"before"
+    server.stop()
+    server.start()  # every thread's pinned socket is now closed by its peer
+    time.sleep(CHECK_IDLE_AFTER_S + 0.1)
+    assert script([], ["after"]) == b"after"  # checked, reconnected, no error for this call
