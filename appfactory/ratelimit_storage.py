@@ -148,7 +148,7 @@ class LimitStorage(Storage, SlidingWindowCounterSupport):
         return acquired
 
     def _acquire(self, state: Any, key: str, limit: int, expiry: int, amount: int) -> tuple[bool, Window]:
-        piggyback = state.__dict__.pop(PIGGYBACK, None) if state is not None else None
+        piggyback = state.pop(PIGGYBACK, None) if state is not None else None
         if self.redis is not None and self.breaker.allow():
             started = time.perf_counter()
             try:

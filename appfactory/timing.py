@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
 
 from flask import g, has_request_context
 
@@ -19,14 +17,22 @@ def record(name: str, ms: float) -> None:
         spans[name] = spans.get(name, 0.0) + ms
 
 
-@contextmanager
-def timed(name: str) -> Iterator[None]:
-    """Time the block into the request's `name` bucket (cache, db, upstream)."""
-    started = time.perf_counter()
-    try:
-        yield
-    finally:
-        record(name, (time.perf_counter() - started) * 1000.0)
+class timed:  # noqa: N801 (used like the function it replaces: `with timed("db"):`)
+    """Time the block into the request's `name` bucket (cache, db, upstream).
+
+    A class, not @contextmanager: it runs on hot paths, where a generator per block costs more.
+    """
+
+    __slots__ = ("name", "started")
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+
+    def __enter__(self) -> None:
+        self.started = time.perf_counter()
+
+    def __exit__(self, *exc: object) -> None:
+        record(self.name, (time.perf_counter() - self.started) * 1000.0)
 
 
 def server_timing(total_ms: float, spans: dict[str, float] | None) -> str:

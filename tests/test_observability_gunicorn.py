@@ -202,27 +202,25 @@ def test_dead_worker_keeps_its_counts_and_drops_its_gauge(tmp_path):
         _json_lines(server.log())
 
 
-def test_bad_configuration_is_one_json_line(tmp_path):
-    server = Gunicorn(_env(tmp_path, DB_POOL_SIZE="ten"), workers=1)
+def _lines_of_a_failed_start(server: Gunicorn) -> list[dict]:
+    """Start a server that must fail to start; its output, each line parsed as JSON."""
     try:
         with pytest.raises(RuntimeError):
             server.start(timeout=20)
-        lines = _json_lines(server.log())
+        return _json_lines(server.log())
     finally:
         server.__exit__()
+
+
+def test_bad_configuration_is_one_json_line(tmp_path):
+    lines = _lines_of_a_failed_start(Gunicorn(_env(tmp_path, DB_POOL_SIZE="ten"), workers=1))
     assert len(lines) == 1
     assert lines[0]["level"] == "CRITICAL"
     assert "DB_POOL_SIZE" in lines[0]["message"]
 
 
 def test_errors_gunicorn_prints_outside_logging_are_json_too(tmp_path):
-    server = Gunicorn(_env(tmp_path), workers=1, app="wsgi:no_such_app")
-    try:
-        with pytest.raises(RuntimeError):
-            server.start(timeout=20)
-        lines = _json_lines(server.log())
-    finally:
-        server.__exit__()
+    lines = _lines_of_a_failed_start(Gunicorn(_env(tmp_path), workers=1, app="wsgi:no_such_app"))
     messages = [line["message"] for line in lines]
     # gunicorn print()s this one straight to stderr in the worker.
     assert "Failed to find attribute 'no_such_app' in 'wsgi'." in messages

@@ -235,16 +235,20 @@ def test_redis_down_falls_back_to_memory_share_without_failing(make_app):
     assert client.get("/health").get_json()["rate_limit_storage"] == "memory-fallback"
 
 
-def test_policy_limit_decorates_a_single_view(make_app):
+def _add_probe(app) -> None:
+    """/api/v1/probe: a single view with a `probe` budget of RATE_LIMIT_AI_PER_MINUTE."""
     from appfactory.ratelimit import policy_limit
-
-    app = make_app(RATE_LIMIT_PER_MINUTE=10, RATE_LIMIT_AI_PER_MINUTE=1)
 
     @policy_limit("RATE_LIMIT_AI_PER_MINUTE", "probe")
     def probe():
         return {"ok": True}
 
     app.add_url_rule("/api/v1/probe", "probe", probe)
+
+
+def test_policy_limit_decorates_a_single_view(make_app):
+    app = make_app(RATE_LIMIT_PER_MINUTE=10, RATE_LIMIT_AI_PER_MINUTE=1)
+    _add_probe(app)
     client = app.test_client()
     first = client.get("/api/v1/probe")
     assert first.status_code == 200
@@ -302,8 +306,6 @@ def test_limits_resolved_once_still_follow_each_apps_settings(make_app):
 def test_plain_routes_use_the_plan_and_decorated_views_flask_limiters_check(make_app, monkeypatch):
     from flask_limiter import Limiter
 
-    from appfactory.ratelimit import policy_limit
-
     general = []
     check = Limiter._check_request_limit
 
@@ -313,12 +315,7 @@ def test_plain_routes_use_the_plan_and_decorated_views_flask_limiters_check(make
 
     monkeypatch.setattr(Limiter, "_check_request_limit", counted)
     app = make_app(RATE_LIMIT_PER_MINUTE=2, RATE_LIMIT_AI_PER_MINUTE=1)
-
-    @policy_limit("RATE_LIMIT_AI_PER_MINUTE", "probe")
-    def probe():
-        return {"ok": True}
-
-    app.add_url_rule("/api/v1/probe", "probe", probe)
+    _add_probe(app)
     client = app.test_client()
     planned = [client.get("/api/v1/templates") for _ in range(3)]
     assert [r.status_code for r in planned] == [200, 200, 429]
