@@ -90,6 +90,8 @@ worker_tmp_dir = "/dev/shm" if os.path.isdir("/dev/shm") else None
 preload_app = False
 # One fixed control-socket path per user would be shared by every instance on a host.
 control_socket_disable = True
+# One listening socket per worker: the kernel spreads connections over the workers (README "Deploy").
+reuse_port = _settings["GUNICORN_REUSE_PORT"]
 logger_class = NoAccessLog
 accesslog = None
 loglevel = _settings["LOG_LEVEL"].lower()
@@ -111,6 +113,26 @@ def on_starting(server):
     """Migrate the schema once, before any worker forks, then start metrics from zero."""
     _in_child_process(_migrate)  # first: the metrics files it may write are emptied next
     _empty_metrics_dir()
+    _check_connection_migration(server.log)
+
+
+_MIGRATE_REQ = "/proc/sys/net/ipv4/tcp_migrate_req"
+
+
+def _check_connection_migration(log) -> None:
+    """With a socket per worker, a stopping worker's queued connections are reset unless migrated."""
+    if not reuse_port:
+        return
+    try:
+        with open(_MIGRATE_REQ) as setting:
+            enabled = setting.read().strip() != "0"
+    except OSError:  # not Linux, or a kernel without it: nothing to say
+        return
+    if not enabled:
+        log.warning(
+            "net.ipv4.tcp_migrate_req is 0: connections waiting on a stopping worker's socket are "
+            "reset; set it to 1, or GUNICORN_REUSE_PORT=false"
+        )
 
 
 def _migrate() -> None:

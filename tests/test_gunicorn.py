@@ -5,11 +5,14 @@ from __future__ import annotations
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 
 import pytest
 import requests
 
+from bench import probes
 from tests.support.gunicorn import Gunicorn
+from tests.support.sockets import ESTABLISHED, LISTEN, listening_sockets, sockets_by_pid
 
 pytestmark = pytest.mark.slow
 
@@ -101,3 +104,48 @@ def test_a_silent_database_at_start_does_not_hold_the_start_up(silent_server):
         assert health.status_code == 503
         assert health.json()["database"] == "disconnected"
         assert "migration at start failed" in server.log()
+
+
+def _open_connections(url: str, count: int) -> list[requests.Session]:
+    """`count` keep-alive connections, each used for one request and left open."""
+    sessions = []
+    for _ in range(count):
+        session = requests.Session()
+        assert session.get(f"{url}/health/live", timeout=10).status_code == 200
+        sessions.append(session)
+    return sessions
+
+
+def test_each_worker_listens_on_its_own_socket_and_connections_reach_every_worker(tmp_path):
+    url = f"sqlite:///{tmp_path / 'spread.db'}"
+    with Gunicorn(_env(url), workers=2) as server:
+        workers = probes.workers(server.process.pid)
+        assert len(workers) == 2
+        assert listening_sockets(server.port) == 2
+        assert sorted(sockets_by_pid(server.port, LISTEN, workers).values()) == [1, 1]
+        sessions = _open_connections(server.url, 32)
+        try:
+            held = sockets_by_pid(server.port, ESTABLISHED, workers)
+        finally:
+            for session in sessions:
+                session.close()
+        # Hashed over two sockets, 32 connections all land on one with a chance of 2 in 2**32.
+        assert sum(held.values()) == 32 and min(held.values()) >= 1, held
+
+
+def test_one_shared_socket_when_reuse_port_is_off(tmp_path):
+    url = f"sqlite:///{tmp_path / 'shared.db'}"
+    with Gunicorn(_env(url, GUNICORN_REUSE_PORT="false"), workers=2) as server:
+        assert listening_sockets(server.port) == 1
+        assert "tcp_migrate_req" not in server.log()
+
+
+def test_the_master_warns_when_queued_connections_would_be_reset(tmp_path):
+    url = f"sqlite:///{tmp_path / 'warn.db'}"
+    try:
+        migrate_req = Path("/proc/sys/net/ipv4/tcp_migrate_req").read_text().strip()
+    except OSError:
+        pytest.skip("this kernel cannot migrate queued connections")
+    with Gunicorn(_env(url), workers=1) as server:
+        warned = "net.ipv4.tcp_migrate_req is 0" in server.log()
+    assert warned == (migrate_req == "0")
