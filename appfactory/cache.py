@@ -27,6 +27,7 @@ __all__ = [
     "cache_response",
     "cache_status",
     "invalidate_cache",
+    "answer_read_ahead",
     "read_ahead",
 ]
 
@@ -37,8 +38,9 @@ SIMPLE_CACHE_THRESHOLD = 1000
 # Built once: json.dumps with options builds a new encoder per call.
 _KEY_ENCODER = json.JSONEncoder(separators=(",", ":"), default=repr)
 
-# Endpoint -> the entry key its request will read, known before the view runs (see read_ahead).
-_READ_AHEAD: dict[str, Callable[[], str]] = {}
+# Endpoint -> (the entry key its request will read, known before the view runs; what a fresh entry's
+# value answers, if anything): see read_ahead.
+_READ_AHEAD: dict[str, tuple[Callable[[], str], Callable[[Any], Any] | None]] = {}
 
 
 def cache_config(config: dict[str, Any], client: redis.Redis | None = None) -> dict[str, Any]:
@@ -68,36 +70,57 @@ def init_cache(app: Flask) -> None:
         counters = Counters(client, redis_state.breaker, f"{namespace}:stats")
         state = ResponseCache(store, redis_state.breaker, counters, lock_s)
     app.extensions["response_cache"] = state
-    if isinstance(state.store, RedisStore):
+    if state.reads_ahead:
         # Before the rate limiter's hook (registered later), which reads the entry in its round trip.
         app.before_request(_plan_read_ahead)
     app.after_request(_x_cache_header)
 
 
-def read_ahead(endpoint: str) -> Callable[[Callable[[], str]], Callable[[], str]]:
+def read_ahead(
+    endpoint: str, answer: Callable[[Any], Any] | None = None
+) -> Callable[[Callable[[], str]], Callable[[], str]]:
     """Register `fn() -> entry key` for `endpoint`: the rate limiter's Redis call reads that entry.
 
     A cache hit then costs one Redis round trip instead of two. `fn` raises ApiError for bad input
     (the view answers it); any other key than the one the view reads only costs the saved trip.
+    With `answer`, a fresh entry answers the request right after the limiter's check, without the
+    view: `answer(value)` returns what the view would for that value served from the cache.
     """
 
     def decorator(fn: Callable[[], str]) -> Callable[[], str]:
-        _READ_AHEAD[endpoint] = fn
+        _READ_AHEAD[endpoint] = (fn, answer)
         return fn
 
     return decorator
 
 
 def _plan_read_ahead() -> None:
-    planner = _READ_AHEAD.get(request.endpoint)  # type: ignore[arg-type]
-    if planner is None:
+    planned = _READ_AHEAD.get(request.endpoint)  # type: ignore[arg-type]
+    if planned is None:
         return
     try:
-        key = planner()
+        key = planned[0]()
     except ApiError:
         return
-    store = current_app.extensions["response_cache"].store
-    setattr(g._get_current_object(), PIGGYBACK, store.redis_key(key))
+    state = g._get_current_object()
+    state.read_ahead_key = key
+    setattr(state, PIGGYBACK, current_app.extensions["response_cache"].store.redis_key(key))
+
+
+def answer_read_ahead() -> Any:
+    """Before-request hook, after the rate limiter's: answer from a fresh entry its round trip read."""
+    state = g._get_current_object()
+    key = state.get("read_ahead_key")
+    if key is None:
+        return None
+    answer = _READ_AHEAD[request.endpoint][1]  # type: ignore[index]
+    if answer is None:
+        return None
+    found, value = current_app.extensions["response_cache"].fresh_read_ahead(key.partition(":")[0], key)
+    if not found:
+        return None
+    state.cache_status = HIT
+    return answer(value)
 
 
 def backend_name() -> str:

@@ -63,6 +63,28 @@ class ResponseCache:
         record_cache(prefix, hit=outcome in (HIT, STALE))
         return outcome, value
 
+    @property
+    def reads_ahead(self) -> bool:
+        """Entries can come back in the rate limiter's Redis round trip (see cache.read_ahead)."""
+        return isinstance(self.store, RedisStore)
+
+    def fresh_read_ahead(self, prefix: str, key: str) -> tuple[bool, Any]:
+        """(True, value) when this request already read a fresh entry for `key`: counted as a HIT.
+
+        (False, None) otherwise, with nothing counted: the caller then takes the usual way (`fetch`),
+        which also serves a stale entry, or a missing one, as it always does.
+        """
+        if not self.reads_ahead or not self.breaker.allow():
+            return False, None
+        with timed("cache"):
+            entry = self.store.read_ahead(key)
+        if entry is None or entry[0] <= now():
+            return False, None
+        self.breaker.succeeded()
+        self.counters.add(prefix, "hit")
+        record_cache(prefix, hit=True)
+        return True, entry[1]
+
     def _fetch(self, key: str, ttl: int, compute: Callable[[], Any]) -> tuple[str, Any]:
         if self.breaker is not None and not self.breaker.allow():
             return self._serve(self.bypass, key, ttl, compute, BYPASS)

@@ -62,6 +62,13 @@ class RedisStore:
         except REDIS_ERRORS as exc:
             raise self._down(exc) from exc
 
+    def read_ahead(self, key: str) -> Entry | None:
+        """The entry for `key` that the rate limiter's round trip already read, if it did; not consumed."""
+        read = g.get(PIGGYBACKED)
+        if read is None or read[1] is None or read[0] != self.redis_key(key):
+            return None
+        return self.backend.serializer.loads(read[1])
+
     def redis_key(self, key: str) -> str:
         """The entry's key in Redis."""
         return self.entry_prefix + key

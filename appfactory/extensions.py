@@ -5,7 +5,7 @@ from __future__ import annotations
 from flask import Flask
 
 from appfactory import metrics
-from appfactory.cache import cache, init_cache
+from appfactory.cache import answer_read_ahead, cache, init_cache
 from appfactory.db import db
 from appfactory.ratelimit import limiter, limiter_config
 from appfactory.redis_client import redis_client
@@ -23,4 +23,7 @@ def init_extensions(app: Flask) -> None:
         app.config.setdefault(key, value)
     init_cache(app)
     limiter.init_app(app)
+    if app.extensions["response_cache"].reads_ahead:
+        # After the limiter's hook: a fresh entry its round trip read answers there, without the view.
+        app.before_request(answer_read_ahead)
     metrics.init_app(app)

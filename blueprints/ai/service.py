@@ -28,12 +28,21 @@ def generate(prompt: str, model: str | None, max_tokens: int, temperature: float
     """The answer for these parameters, from the cache when it has it."""
     provider = current_app.extensions["ai_provider"]
     result = _complete(provider.name, model or provider.default_model, prompt, max_tokens, temperature)
+    return _answer(result, cache_status() in (HIT, STALE))
+
+
+def cached_answer(result: dict[str, Any]) -> dict[str, Any]:
+    """What `generate` returns for a result found fresh in the cache."""
+    return _answer(result, True)
+
+
+def _answer(result: dict[str, Any], cached: bool) -> dict[str, Any]:
     return {
         "prompt": result["prompt"],
         "model": result["model"],
         "provider": result["provider"],
         "text": result["text"],
-        "cached": cache_status() in (HIT, STALE),
+        "cached": cached,
         "generated_at": result["generated_at"],
     }
 

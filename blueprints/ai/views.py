@@ -50,7 +50,7 @@ def generate_from_query() -> dict:
     return service.generate(prompt, **options)
 
 
-@read_ahead("ai.generate_from_query")
+@read_ahead("ai.generate_from_query", answer=service.cached_answer)
 def _query_entry() -> str:
     prompt, options = _query()
     return service.entry_key(prompt, **options)
