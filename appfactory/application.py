@@ -6,8 +6,9 @@ import json
 from collections.abc import Callable
 from typing import Any
 
-from flask import Flask
+from flask import Flask, Response
 from flask.json.provider import DefaultJSONProvider
+from werkzeug.datastructures import Headers
 
 
 class ServiceJSONProvider(DefaultJSONProvider):
@@ -36,10 +37,40 @@ class ServiceJSONProvider(DefaultJSONProvider):
         return encoder.encode(obj)
 
 
+# Headers werkzeug's get_wsgi_headers may rewrite, lower-cased.
+_FIXED_UP = frozenset({"location", "content-location"})
+
+
+class ServiceResponse(Response):
+    """Flask's response; its WSGI headers copied without validating each value a second time."""
+
+    def get_wsgi_headers(self, environ: dict[str, Any]) -> Headers:
+        # werkzeug copies every header through Headers.add, which checks each value again although
+        # the original Headers checked it on the way in. When werkzeug would change nothing (no
+        # Location or Content-Location to rewrite, a status whose Content-Length stays, the length
+        # already set), the same copy is made directly; anything else is left to werkzeug.
+        status = self.status_code
+        if status < 200 or status in (204, 304):
+            return super().get_wsgi_headers(environ)
+        items = self.headers._list  # noqa: SLF001 (werkzeug's storage of the header pairs)
+        has_length = False
+        for key, _ in items:
+            lowered = key.lower()
+            if lowered in _FIXED_UP:
+                return super().get_wsgi_headers(environ)
+            has_length = has_length or lowered == "content-length"
+        if not has_length:
+            return super().get_wsgi_headers(environ)
+        copy = Headers()
+        copy._list = items.copy()  # noqa: SLF001
+        return copy
+
+
 class ServiceFlask(Flask):
     """Flask, with each hook's sync/async check made once instead of on every request."""
 
     json_provider_class = ServiceJSONProvider
+    response_class = ServiceResponse
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
