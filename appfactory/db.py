@@ -127,9 +127,12 @@ class Database:
 
     def connection(self) -> Connection:
         """The app context's connection, borrowed from the pool on first use."""
-        if "db_conn" not in g:
-            g.db_conn = self.engine.connect()
-        return g.db_conn
+        # Runs on every database request: one context lookup for g (and one for the app on first use).
+        notes = g._get_current_object()
+        conn = notes.get("db_conn")
+        if conn is None:
+            conn = notes.db_conn = current_app.extensions["db"].connect()
+        return conn
 
     def _release(self, exc: BaseException | None) -> None:
         conn = g.pop("db_conn", None)

@@ -9,6 +9,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from sqlalchemy import create_engine, text
 
 from tests.support.services import PG_ADMIN_URL, require_redis, unavailable
 
@@ -102,3 +103,22 @@ def test_hotpath_reports_the_cost_of_a_cache_hit_in_process():
     assert done.returncode == 0, done.stderr[-4000:]
     figure = float(done.stdout.split(": ", 1)[1].split(" µs", 1)[0])
     assert figure > 0, done.stdout
+
+
+def test_hotpath_serves_a_template_read_from_a_seeded_database(tmp_path):
+    require_redis()
+    database_url = f"sqlite:///{tmp_path / 'hotpath.sqlite'}"
+    command = [sys.executable, "-m", "bench.hotpath", "--path", "/api/v1/templates/1"]
+    command += ["--database-url", database_url, "--requests", "5", "--rounds", "1"]
+    for _ in range(2):  # the second run finds its template and adds none
+        done = subprocess.run(
+            command, cwd=Path(__file__).resolve().parents[1], capture_output=True, text=True, timeout=120
+        )
+        assert done.returncode == 0, done.stderr[-4000:]
+        assert done.stdout.startswith("/api/v1/templates/1: "), done.stdout
+    engine = create_engine(database_url)
+    try:
+        with engine.connect() as conn:
+            assert conn.execute(text("SELECT count(*) FROM templates")).scalar_one() == 1
+    finally:
+        engine.dispose()

@@ -104,3 +104,16 @@ def _settings(url):
     from appfactory import config
 
     return config.load({}, base_overrides(DATABASE_URL=url))
+
+
+def test_one_connection_per_app_context_goes_back_to_the_pool_at_teardown(app):
+    pool = app.extensions["db"].pool
+    idle = pool.checkedout()
+    with app.app_context():
+        conn = db.connection()
+        assert db.connection() is conn
+        assert pool.checkedout() == idle + 1
+    assert pool.checkedout() == idle
+    assert conn.closed
+    with app.app_context():  # a new context borrows again
+        assert db.connection() is not conn

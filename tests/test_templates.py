@@ -1,5 +1,7 @@
 """Templates endpoints on SQLite and PostgreSQL through the Flask test client."""
 
+import json
+
 import pytest
 
 
@@ -16,6 +18,21 @@ def test_create_returns_201_with_location_and_variables(client):
     assert item["description"] == "a greeting"
     assert item["created_at"].endswith("+00:00")
     assert client.get(response.headers["Location"]).get_json() == item
+
+
+def test_show_answers_every_column_in_order_then_the_variables(client):
+    created = _create(client, description="a greeting").get_json()
+    response = client.get(f"/api/v1/templates/{created['id']}")
+    assert response.status_code == 200
+    item = json.loads(response.data)
+    assert list(item) == [
+        "id", "name", "body", "description", "owner_id", "created_at", "updated_at", "variables"
+    ]  # fmt: skip
+    assert item["name"] == "greet" and item["body"] == "Hello {{ who }}, welcome to {{place}}!"
+    assert item["description"] == "a greeting" and item["owner_id"] is None
+    assert item["variables"] == ["who", "place"]
+    assert item["created_at"].endswith("+00:00") and item["updated_at"].endswith("+00:00")
+    assert client.get("/api/v1/templates/999999").status_code == 404
 
 
 def test_duplicate_name_is_409(client):

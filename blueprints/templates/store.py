@@ -21,6 +21,8 @@ _COLUMNS = (
     templates.c.created_at,
     templates.c.updated_at,
 )
+# Rows are read by position: Row._mapping builds a key view and a mapping per row, zip does not.
+_KEYS = tuple(column.key for column in _COLUMNS)
 # Built once: a request only binds values (building a statement per request costs more than its cache).
 _BY_ID = select(*_COLUMNS).where(templates.c.id == bindparam("id"))
 _COUNT = select(func.count()).select_from(templates)
@@ -29,7 +31,7 @@ _PAGE = select(*_COLUMNS).order_by(templates.c.id).limit(bindparam("limit")).off
 
 def to_dict(row: Any) -> dict[str, Any]:
     """A template row as the API shows it."""
-    item = dict(row._mapping)
+    item = dict(zip(_KEYS, row))  # noqa: B905 (same columns)
     item["variables"] = variables_of(item["body"])
     item["created_at"] = as_utc(item["created_at"]).isoformat()
     item["updated_at"] = as_utc(item["updated_at"]).isoformat()
