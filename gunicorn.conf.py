@@ -90,7 +90,8 @@ worker_tmp_dir = "/dev/shm" if os.path.isdir("/dev/shm") else None
 preload_app = False
 # One fixed control-socket path per user would be shared by every instance on a host.
 control_socket_disable = True
-# One listening socket per worker: the kernel spreads connections over the workers (README "Deploy").
+# One listening socket per worker spreads keep-alive connections evenly, but a worker that stops
+# (recycling, reload) can reset connections queued on its socket: off by default (README "Deploy").
 reuse_port = _settings["GUNICORN_REUSE_PORT"]
 logger_class = NoAccessLog
 accesslog = None
@@ -120,9 +121,11 @@ _MIGRATE_REQ = "/proc/sys/net/ipv4/tcp_migrate_req"
 
 
 def _check_connection_migration(log) -> None:
-    """With a socket per worker, a stopping worker's queued connections are reset unless migrated."""
+    """Say how connections reach the workers, and warn when a stopping worker would reset more."""
     if not reuse_port:
+        log.info("Listening on one socket shared by the workers")
         return
+    log.info("Listening on one socket per worker (SO_REUSEPORT)")
     try:
         with open(_MIGRATE_REQ) as setting:
             enabled = setting.read().strip() != "0"

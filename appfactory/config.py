@@ -143,7 +143,7 @@ VARS: tuple[Var, ...] = (
     Var("PORT", 8000, _integer(1, 65535), "gunicorn bind port"),
     Var("WEB_CONCURRENCY", (os.cpu_count() or 1) * 2 + 1, _integer(1), "gunicorn workers"),
     Var("GUNICORN_THREADS", 4, _integer(1), "threads per gthread worker"),
-    Var("GUNICORN_REUSE_PORT", True, _flag, "a listening socket per worker: connections spread evenly"),
+    Var("GUNICORN_REUSE_PORT", False, _flag, "a listening socket per worker (SO_REUSEPORT)"),
 )
 
 _BY_NAME = {var.name: var for var in VARS}

@@ -54,6 +54,9 @@ class Environment:
             "CACHE_NAMESPACE": self.namespace,
             "RATE_LIMIT_PER_MINUTE": UNLIMITED_PER_MINUTE,
             "AI_LOCAL_LATENCY_MS": "0",
+            # Every server of the run, references included: with one shared socket, wrk's keep-alive
+            # connections sometimes all land on one worker and a round measures that (performance.md).
+            "GUNICORN_REUSE_PORT": "true",
             **extra,
         }
 

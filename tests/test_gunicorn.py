@@ -116,9 +116,19 @@ def _open_connections(url: str, count: int) -> list[requests.Session]:
     return sessions
 
 
+def _migrate_req() -> str | None:
+    try:
+        return Path("/proc/sys/net/ipv4/tcp_migrate_req").read_text().strip()
+    except OSError:
+        return None
+
+
 def test_each_worker_listens_on_its_own_socket_and_connections_reach_every_worker(tmp_path):
     url = f"sqlite:///{tmp_path / 'spread.db'}"
-    with Gunicorn(_env(url), workers=2) as server:
+    with Gunicorn(_env(url, GUNICORN_REUSE_PORT="true"), workers=2) as server:
+        deadline = time.monotonic() + 15  # the server answers once one worker is up
+        while listening_sockets(server.port) < 2 and time.monotonic() < deadline:
+            time.sleep(0.1)
         workers = probes.workers(server.process.pid)
         assert len(workers) == 2
         assert listening_sockets(server.port) == 2
@@ -131,21 +141,20 @@ def test_each_worker_listens_on_its_own_socket_and_connections_reach_every_worke
                 session.close()
         # Hashed over two sockets, 32 connections all land on one with a chance of 2 in 2**32.
         assert sum(held.values()) == 32 and min(held.values()) >= 1, held
+        migrate_req = _migrate_req()
+        assert ("net.ipv4.tcp_migrate_req is 0" in server.log()) == (migrate_req == "0")
 
 
 def test_one_shared_socket_when_reuse_port_is_off(tmp_path):
     url = f"sqlite:///{tmp_path / 'shared.db'}"
-    with Gunicorn(_env(url, GUNICORN_REUSE_PORT="false"), workers=2) as server:
+    with Gunicorn(_env(url, GUNICORN_REUSE_PORT="false", LOG_LEVEL="INFO"), workers=2) as server:
         assert listening_sockets(server.port) == 1
+        assert "Listening on one socket shared by the workers" in server.log()
         assert "tcp_migrate_req" not in server.log()
 
 
-def test_the_master_warns_when_queued_connections_would_be_reset(tmp_path):
-    url = f"sqlite:///{tmp_path / 'warn.db'}"
-    try:
-        migrate_req = Path("/proc/sys/net/ipv4/tcp_migrate_req").read_text().strip()
-    except OSError:
-        pytest.skip("this kernel cannot migrate queued connections")
-    with Gunicorn(_env(url), workers=1) as server:
-        warned = "net.ipv4.tcp_migrate_req is 0" in server.log()
-    assert warned == (migrate_req == "0")
+def test_by_default_the_workers_share_one_socket(tmp_path):
+    url = f"sqlite:///{tmp_path / 'default.db'}"
+    with Gunicorn(_env(url), workers=2) as server:
+        assert listening_sockets(server.port) == 1
+        assert "tcp_migrate_req" not in server.log()
