@@ -206,6 +206,14 @@ def _extras(results: dict) -> list[str]:
     return lines
 
 
+# How connections reach the workers, by GUNICORN_REUSE_PORT.
+_LISTENING = {
+    True: "a listening socket per worker (GUNICORN_REUSE_PORT=true: wrk's keep-alive connections spread "
+    "over the workers; see docs/performance.md)",
+    False: "one listening socket shared by the workers",
+}
+
+
 def _method(results: dict) -> list[str]:
     plan, settings = results["plan"], results.get("settings", {})
     machine = results["machine"]
@@ -220,7 +228,8 @@ def _method(results: dict) -> list[str]:
         f"{results['software']['commit']}.",
         "- Every server is the real `gunicorn -c gunicorn.conf.py <app>`, with `PYTHONOPTIMIZE=2` as the "
         "Dockerfile runs it, with the same settings: "
-        f"{settings.get('WEB_CONCURRENCY')} workers × {settings.get('GUNICORN_THREADS')} gthread threads. "
+        f"{settings.get('WEB_CONCURRENCY')} workers × {settings.get('GUNICORN_THREADS')} gthread threads, "
+        f"{_LISTENING[bool(settings.get('GUNICORN_REUSE_PORT'))]}. "
         "The reference apps (`bench/apps/`) run under the same file in the same run: a bare WSGI "
         "callable (the ceiling), a bare Flask route, and the plain assembly of the service's libraries "
         "with their defaults (Flask-Limiter on Redis with headers, a Flask-Caching RedisCache `@cached` "
