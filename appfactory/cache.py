@@ -23,11 +23,11 @@ __all__ = [
     "HIT",
     "MISS",
     "STALE",
+    "answer_read_ahead",
     "cache",
     "cache_response",
     "cache_status",
     "invalidate_cache",
-    "answer_read_ahead",
     "read_ahead",
 ]
 
@@ -110,12 +110,11 @@ def _plan_read_ahead() -> None:
 def answer_read_ahead() -> Any:
     """Before-request hook, after the rate limiter's: answer from a fresh entry its round trip read."""
     state = g._get_current_object()
-    key = state.get("read_ahead_key")
-    if key is None:
+    key = state.pop("read_ahead_key", None)  # this request's own, never one left in a shared `g`
+    planned = _READ_AHEAD.get(request.endpoint)  # type: ignore[arg-type]
+    if key is None or planned is None or planned[1] is None:
         return None
-    answer = _READ_AHEAD[request.endpoint][1]  # type: ignore[index]
-    if answer is None:
-        return None
+    answer = planned[1]
     found, value = current_app.extensions["response_cache"].fresh_read_ahead(key.partition(":")[0], key)
     if not found:
         return None
