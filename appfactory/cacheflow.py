@@ -56,12 +56,15 @@ class ResponseCache:
         try:
             outcome, value = self._fetch(key, ttl, compute)
         except NotCacheable:
-            self.counters.add(prefix, "miss")
-            record_cache(prefix, hit=False)
+            self._count(prefix, MISS)
             raise
+        self._count(prefix, outcome)
+        return outcome, value
+
+    def _count(self, prefix: str, outcome: str) -> None:
+        """One lookup under `prefix`, in the cache's counters and in the metrics."""
         self.counters.add(prefix, outcome.lower())
         record_cache(prefix, hit=outcome in (HIT, STALE))
-        return outcome, value
 
     @property
     def reads_ahead(self) -> bool:
@@ -81,8 +84,7 @@ class ResponseCache:
         if entry is None or entry[0] <= now():
             return False, None
         self.breaker.succeeded()
-        self.counters.add(prefix, "hit")
-        record_cache(prefix, hit=True)
+        self._count(prefix, HIT)
         return True, entry[1]
 
     def _fetch(self, key: str, ttl: int, compute: Callable[[], Any]) -> tuple[str, Any]:

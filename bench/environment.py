@@ -12,7 +12,7 @@ from appfactory import migrate
 from appfactory.config import sqlalchemy_url
 from appfactory.models import templates
 from tests.support.gunicorn import Gunicorn
-from tests.support.services import REDIS_URL, PostgresDatabase, require_redis
+from tests.support.services import REDIS_URL, PostgresDatabase, delete_namespace, require_redis
 
 # The limiter stays on (with Redis, as in production) but never says no during a run.
 UNLIMITED_PER_MINUTE = "1000000000"
@@ -41,10 +41,7 @@ class Environment:
 
     def flush(self) -> int:
         """Delete this run's keys, and only those (SCAN, never FLUSHDB)."""
-        keys = list(self.redis.scan_iter(match=f"{self.namespace}:*", count=1000))
-        if keys:
-            self.redis.delete(*keys)
-        return len(keys)
+        return delete_namespace(self.redis, self.namespace)
 
     def env(self, **extra: str) -> dict[str, str]:
         """Environment shared by every gunicorn of the run."""

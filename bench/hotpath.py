@@ -29,6 +29,8 @@ from collections.abc import Callable
 
 import redis
 
+from tests.support.services import delete_namespace
+
 HIT_PATH = "/api/v1/ai/generate?prompt=hot-path"
 
 
@@ -146,10 +148,7 @@ def main(argv: list[str] | None = None) -> None:
                 profile.runcall(lambda: [serve() for _ in range(args.requests)])
                 pstats.Stats(profile).sort_stats("tottime").print_stats(40)
         finally:
-            client = redis.Redis.from_url(redis_url)
-            keys = list(client.scan_iter(match=f"{namespace}:*", count=1000))
-            if keys:
-                client.delete(*keys)
+            delete_namespace(redis.Redis.from_url(redis_url), namespace)
 
 
 if __name__ == "__main__":

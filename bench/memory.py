@@ -12,7 +12,6 @@ import argparse
 import sys
 import uuid
 from dataclasses import replace
-from pathlib import Path
 
 import requests
 
@@ -20,19 +19,6 @@ from bench import probes, wrk
 from bench.environment import Environment
 from bench.plan import CASES, QUICK, REFERENCE_SERVERS, SERVICE_APP, Case
 from tests.support.gunicorn import Gunicorn
-
-_FIELDS = ("VmRSS", "RssAnon", "RssFile")
-
-
-def worker_memory(pid: int) -> dict[str, float]:
-    """VmRSS, RssAnon and RssFile of a process, in MiB."""
-    sizes = {}
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        name, _, value = line.partition(":")
-        if name in _FIELDS:
-            sizes[name] = round(int(value.split()[0]) / 1024.0, 1)
-    return sizes
-
 
 # app -> the server name its cases carry in bench.plan
 _SERVERS = {app: key for key, app in REFERENCE_SERVERS.items()} | {SERVICE_APP: "service"}
@@ -80,8 +66,8 @@ def main(argv: list[str] | None = None) -> int:
                 sent = _load(server.url, cases)
                 print(f"{app} after {sent} requests (wrk), MiB:")
                 for pid in probes.workers(server.process.pid):
-                    sizes = worker_memory(pid)
-                    print(f"  worker {pid}: " + ", ".join(f"{name} {sizes[name]}" for name in _FIELDS))
+                    sizes = probes.memory_mb(pid)
+                    print(f"  worker {pid}: " + ", ".join(f"{name} {size}" for name, size in sizes.items()))
     return 0
 
 

@@ -149,17 +149,27 @@ def redis_cpu_s(client: redis.Redis) -> float:
     return float(info["used_cpu_user"]) + float(info["used_cpu_sys"])
 
 
+_MEMORY_FIELDS = ("VmRSS", "RssAnon", "RssFile")
+
+
+def memory_mb(pid: int) -> dict[str, float]:
+    """VmRSS, RssAnon and RssFile of a process (from /proc/<pid>/status), in MiB."""
+    sizes = {}
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        name, _, value = line.partition(":")
+        if name in _MEMORY_FIELDS:
+            sizes[name] = round(int(value.split()[0]) / 1024.0, 1)
+    return sizes
+
+
 def worker_rss_mb(master_pid: int) -> list[float]:
     """Resident memory of each gunicorn worker of `master_pid`, in MiB."""
     sizes = []
     for pid in workers(master_pid):
         try:
-            status = Path(f"/proc/{pid}/status").read_text()
-        except OSError:
+            sizes.append(memory_mb(pid)["VmRSS"])
+        except (OSError, KeyError):  # the process went away (a zombie has no VmRSS)
             continue
-        for line in status.splitlines():
-            if line.startswith("VmRSS:"):
-                sizes.append(round(int(line.split()[1]) / 1024.0, 1))
     return sorted(sizes)
 
 

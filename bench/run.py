@@ -51,8 +51,14 @@ def measure(plan: Plan) -> dict:
 
 def _settings(environ: dict[str, str]) -> dict:
     settings = config.load(environ)
-    keys = ("WEB_CONCURRENCY", "GUNICORN_THREADS", "GUNICORN_REUSE_PORT", "DB_POOL_SIZE", "DB_MAX_OVERFLOW")
-    keys += ("LOG_LEVEL",)
+    keys = (
+        "WEB_CONCURRENCY",
+        "GUNICORN_THREADS",
+        "GUNICORN_REUSE_PORT",
+        "DB_POOL_SIZE",
+        "DB_MAX_OVERFLOW",
+        "LOG_LEVEL",
+    )
     return {key: settings[key] for key in keys} | {"RATE_LIMIT_PER_MINUTE": settings["RATE_LIMIT_PER_MINUTE"]}
 
 

@@ -23,15 +23,13 @@ def _forget_test_keys():
     import redis
 
     from appfactory.cachestats import FLUSH_EVERY_S
-    from tests.support.services import REDIS_URL
+    from tests.support.services import REDIS_URL, delete_namespace
 
     time.sleep(FLUSH_EVERY_S + 0.2)  # the background flushers write their last counts
     try:
         client = redis.Redis.from_url(REDIS_URL, socket_timeout=2, socket_connect_timeout=1)
         for namespace in _NAMESPACES:
-            keys = list(client.scan_iter(match=f"{namespace}:*", count=1000))
-            if keys:
-                client.delete(*keys)
+            delete_namespace(client, namespace)
     except redis.RedisError:
         pass  # no Redis, nothing was written to it
 

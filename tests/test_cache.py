@@ -9,14 +9,12 @@ from appfactory import cacheflow
 from appfactory.cache import cache_response, invalidate_cache
 from appfactory.errors import ApiError
 from tests.conftest import key_namespace
-from tests.support.services import REDIS_URL, RedisServer, free_port, require_redis
+from tests.support.services import REDIS_URL, RedisServer, delete_namespace, free_port, require_redis
 
 
 def _delete_namespace(namespace: str) -> None:
     with require_redis() as client:
-        keys = list(client.scan_iter(f"{namespace}:*"))
-        if keys:
-            client.unlink(*keys)
+        delete_namespace(client, namespace)
 
 
 @pytest.fixture

@@ -9,7 +9,7 @@ import requests
 
 from tests.conftest import key_namespace
 from tests.support.gunicorn import Gunicorn
-from tests.support.services import REDIS_URL, RedisServer, require_redis
+from tests.support.services import REDIS_URL, RedisServer, delete_namespace, require_redis
 from tests.support.upstream import FakeModel
 
 pytestmark = pytest.mark.slow
@@ -20,9 +20,7 @@ def namespace():
     name = key_namespace()
     yield name
     with require_redis() as client:
-        keys = list(client.scan_iter(f"{name}:*"))
-        if keys:
-            client.unlink(*keys)
+        delete_namespace(client, name)
 
 
 def _env(tmp_path, namespace, **extra) -> dict:

@@ -97,6 +97,14 @@ def require_redis(url: str = REDIS_URL):
     return client
 
 
+def delete_namespace(client, namespace: str) -> int:
+    """Delete the keys under `namespace:` and only those (SCAN, never FLUSHDB); returns how many."""
+    keys = list(client.scan_iter(match=f"{namespace}:*", count=1000))
+    if keys:
+        client.unlink(*keys)
+    return len(keys)
+
+
 class RedisServer:
     """A throwaway redis-server on a free port that a test may stop, freeze and restart."""
 
