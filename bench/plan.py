@@ -19,6 +19,7 @@ class Case:
 REFERENCE_SERVERS = {
     "wsgi": "bench.apps.bare_wsgi:app",
     "flask": "bench.apps.bare_flask:app",
+    "flask_redis": "bench.apps.flask_redis:app",
     "plain": "bench.apps.plain:app",
 }
 SERVICE_APP = "wsgi:app"
@@ -27,6 +28,7 @@ AI_PATH = "/api/v1/ai/generate?prompt="
 CASES: tuple[Case, ...] = (
     Case("wsgi", "bare WSGI callable (ceiling)", "wsgi", "/hello"),
     Case("flask", "bare Flask route", "flask", "/hello"),
+    Case("flask_redis", "bare Flask route + one Redis GET (floor)", "flask_redis", "/hello"),
     Case("plain", "plain assembly: limiter + @cached + JSON log", "plain", "/hello"),
     Case("ai_hit", "AI generation, cache HIT", "service", AI_PATH + "bench-hit"),
     Case("templates_list", "templates list", "service", "/api/v1/templates"),

@@ -231,7 +231,9 @@ def _method(results: dict) -> list[str]:
         f"{settings.get('WEB_CONCURRENCY')} workers × {settings.get('GUNICORN_THREADS')} gthread threads, "
         f"{_LISTENING[bool(settings.get('GUNICORN_REUSE_PORT'))]}. "
         "The reference apps (`bench/apps/`) run under the same file in the same run: a bare WSGI "
-        "callable (the ceiling), a bare Flask route, and the plain assembly of the service's libraries "
+        "callable (the ceiling), a bare Flask route, the same route making one Redis `GET` (the floor for "
+        "any per-request Redis call, which an exact rate limit across workers needs), and the plain "
+        "assembly of the service's libraries "
         "with their defaults (Flask-Limiter on Redis with headers, a Flask-Caching RedisCache `@cached` "
         "route, a python-json-logger line per request).",
         "- The service runs on a fresh PostgreSQL database (migrated, 20 templates seeded) and the "

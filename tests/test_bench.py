@@ -16,7 +16,7 @@ from tests.support.services import PG_ADMIN_URL, require_redis, unavailable
 pytestmark = [pytest.mark.slow, pytest.mark.bench]
 
 ROOT = Path(__file__).resolve().parents[1]
-REFERENCES = ("wsgi", "flask", "plain")
+REFERENCES = ("wsgi", "flask", "flask_redis", "plain")
 ALWAYS_SERVED = ("templates_list", "template_by_id", "health", "live")
 
 
