@@ -6,14 +6,24 @@ import json
 from collections.abc import Callable
 from typing import Any
 
+import orjson
 from flask import Flask, Response
 from flask.json.provider import DefaultJSONProvider
 from werkzeug.datastructures import Headers
 
+# Dates and dataclasses go to Flask's `default`, as with the json module (HTTP dates, not ISO).
+_ORJSON_OPTIONS = (
+    orjson.OPT_PASSTHROUGH_DATETIME | orjson.OPT_PASSTHROUGH_DATACLASS | orjson.OPT_APPEND_NEWLINE
+)
+
 
 class ServiceJSONProvider(DefaultJSONProvider):
-    """Flask's JSON, keys in the order the code wrote them, with one encoder per set of options.
+    """Flask's JSON, keys in the order the code wrote them; compact response bodies through orjson.
 
+    orjson writes a body ~10× faster than the json module. What it refuses (integers beyond 64 bits,
+    keys that are not strings, text with lone surrogates) goes to Flask's way, which writes it as
+    before. Two differences, both valid JSON: non-ASCII text is written as UTF-8, not as \\u escapes,
+    and NaN or infinity as null instead of the NaN token no JSON parser accepts.
     `json.dumps` with any option builds a new encoder on every call; responses always use the same
     options, so each encoder is built once.
     """
@@ -35,6 +45,16 @@ class ServiceJSONProvider(DefaultJSONProvider):
         if encoder is None:
             encoder = self._encoders.setdefault(options, json.JSONEncoder(**kwargs))
         return encoder.encode(obj)
+
+    def response(self, *args: Any, **kwargs: Any) -> Response:
+        if self.sort_keys or self.compact is False or (self.compact is None and self._app.debug):
+            return super().response(*args, **kwargs)  # indented or sorted: Flask's way
+        obj = self._prepare_response_obj(args, kwargs)
+        try:
+            body = orjson.dumps(obj, default=self.default, option=_ORJSON_OPTIONS)
+        except TypeError:  # orjson.JSONEncodeError: what orjson refuses, Flask's way writes
+            return super().response(*args, **kwargs)
+        return self._app.response_class(body, mimetype=self.mimetype)
 
 
 # Headers werkzeug's get_wsgi_headers may rewrite, lower-cased.

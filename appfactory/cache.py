@@ -8,6 +8,7 @@ import json
 from collections.abc import Callable
 from typing import Any
 
+import orjson
 import redis
 from flask import Flask, Response, current_app, g, has_request_context, request
 from flask_caching import Cache
@@ -203,8 +204,11 @@ def _digest(args: tuple, kwargs: dict, view: bool) -> str:
     parts: list[Any] = [args, sorted(kwargs.items())]
     if view:
         parts += [request.path, sorted(request.args.items(multi=True))]
-    payload = _KEY_ENCODER.encode(parts)
-    return hashlib.sha256(payload.encode()).hexdigest()
+    try:
+        payload = orjson.dumps(parts, default=repr)
+    except TypeError:  # orjson.JSONEncodeError: integers beyond 64 bits, keys that are not strings
+        payload = _KEY_ENCODER.encode(parts).encode()
+    return hashlib.sha256(payload).hexdigest()
 
 
 def _view_result(fn: Callable[..., Any], *args: Any, **kwargs: Any) -> tuple[int, bytes, str]:

@@ -14,6 +14,7 @@ import traceback
 from collections.abc import Mapping
 from typing import Any
 
+import orjson
 from flask import g, has_request_context
 from pythonjsonlogger.json import JsonEncoder
 from pythonjsonlogger.json import JsonFormatter as _LibraryJsonFormatter
@@ -88,8 +89,21 @@ class _UtcTime:
 _ENCODER = JsonEncoder(allow_nan=False)
 
 
+# Values orjson writes exactly as the json module does (floats too, when finite).
+_FLAT = frozenset({str, int, bool, type(None)})
+
+
 def _encode(data: Any, **_library_options: Any) -> str:
-    return _ENCODER.encode(data)
+    # A flat line (every request line) through orjson, ~10× faster; anything nested, NaN (orjson would
+    # write null, the fallback below writes "nan") and what orjson refuses through the json module.
+    for value in data.values():
+        kind = type(value)
+        if kind not in _FLAT and (kind is not float or not math.isfinite(value)):
+            return _ENCODER.encode(data)
+    try:
+        return orjson.dumps(data).decode()
+    except TypeError:  # orjson.JSONEncodeError: integers beyond 64 bits, lone surrogates
+        return _ENCODER.encode(data)
 
 
 class JsonFormatter(_UtcTime, _LibraryJsonFormatter):

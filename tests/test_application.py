@@ -1,9 +1,15 @@
-"""The service's Flask class: its response's WSGI headers are werkzeug's, made cheaper."""
+"""The service's Flask class: WSGI headers and JSON bodies as Flask and werkzeug make them, made cheaper."""
 
 from __future__ import annotations
 
+import dataclasses
+import datetime
+import json
+import uuid
+from decimal import Decimal
+
 import pytest
-from flask import Response
+from flask import Flask, Response
 from werkzeug.datastructures import Headers
 from werkzeug.test import EnvironBuilder
 
@@ -55,3 +61,56 @@ def test_plain_headers_are_copied_without_validating_them_again(monkeypatch):
 def test_the_service_answers_with_it(app):
     assert app.response_class is ServiceResponse
     assert app.test_client().get("/health/live").headers["Content-Length"] == "19"
+
+
+@dataclasses.dataclass
+class _Point:
+    x: int
+
+
+_SAME_AS_FLASK = {
+    "nested": {"a": [1, 2.5, None, True], "b": {"c": "text"}},
+    "keys in written order": {"z": 1, "a": 2},
+    "an HTTP date": {"at": datetime.datetime(2026, 11, 26, 3, 0, tzinfo=datetime.UTC)},
+    "a date": {"on": datetime.date(2026, 11, 26)},
+    "uuid and decimal": {"id": uuid.UUID(int=7), "amount": Decimal("1.10")},
+    "a dataclass": {"point": _Point(3)},
+    "integer keys (Flask's way)": {1: "one"},
+    "an integer beyond 64 bits (Flask's way)": {"big": 2**70},
+    "a lone surrogate (Flask's way)": {"text": "\ud800"},
+}
+
+
+@pytest.mark.parametrize("value", _SAME_AS_FLASK.values(), ids=list(_SAME_AS_FLASK))
+def test_json_bodies_say_what_flasks_say(app, value):
+    with app.app_context():
+        ours = app.json.response(value)
+    plain = Flask(__name__)
+    plain.json.sort_keys = False
+    with plain.app_context():
+        flasks = plain.json.response(value)
+    assert ours.mimetype == flasks.mimetype == "application/json"
+    assert ours.get_data().endswith(b"\n")
+    assert json.loads(ours.get_data()) == json.loads(flasks.get_data())
+    assert list(json.loads(ours.get_data())) == list(json.loads(flasks.get_data()))  # same key order
+
+
+def test_json_bodies_are_utf8_and_never_write_nan(app):
+    with app.app_context():
+        body = app.json.response({"name": "Zoë 日本", "ratio": float("nan")}).get_data()
+    assert "Zoë 日本".encode() in body
+    assert json.loads(body, parse_constant=lambda name: pytest.fail(f"{name} is not JSON")) == {
+        "name": "Zoë 日本",
+        "ratio": None,
+    }
+
+
+def test_what_json_cannot_write_still_fails_as_in_flask(app):
+    with app.app_context(), pytest.raises(TypeError):
+        app.json.response({"thing": object()})
+
+
+def test_debug_output_stays_indented(app):
+    app.debug = True
+    with app.app_context():
+        assert b'\n  "a": 1' in app.json.response({"a": 1}).get_data()

@@ -67,6 +67,17 @@ def test_function_results_are_keyed_on_their_arguments(app):
     assert len(calls) == 3
 
 
+def test_argument_keys_tell_equal_values_of_other_types_apart(app):
+    from appfactory.cache import _digest
+
+    odd = [(2**70,), ({1: "integer key"},), ("lone \ud800 surrogate",)]  # orjson refuses these
+    for args in [(1,), (True,), (1.0,), ("1",), ("Zoë",), *odd]:
+        assert _digest(args, {}, False) == _digest(args, {}, False)
+    digests = {_digest(args, {}, False) for args in [(1,), (True,), (1.0,), ("1",), *odd]}
+    assert len(digests) == 7
+    assert _digest((), {"a": 1, "b": 2}, False) == _digest((), {"b": 2, "a": 1}, False)
+
+
 def test_keys_are_namespaced_and_explicit(app, backend, request):
     compute, _ = _counted(prefix="user", key=lambda a, b=0: f"{a}:profile")
     with app.app_context():

@@ -182,6 +182,25 @@ def test_unserializable_values_are_made_readable(make_app, capsys):
     assert "[...]" in json.dumps(line["cyclic"])
 
 
+@pytest.mark.parametrize(
+    ("value", "written"),
+    [
+        (float("nan"), "nan"),
+        (float("inf"), "inf"),
+        (2**70, 2**70),
+        ("Zoë 日本", "Zoë 日本"),
+        ("lone \ud800", "lone \ud800"),
+        (0.1, 0.1),
+    ],
+)
+def test_flat_lines_write_every_value_as_the_json_module_would(make_app, capsys, value, written):
+    make_app()
+    api_logger.info("flat", value=value, count=3, ok=True, missing=None)
+    [line] = json_lines(capsys)
+    assert line["value"] == written
+    assert (line["count"], line["ok"], line["missing"]) == (3, True, None)
+
+
 def test_a_failing_log_call_never_fails_the_request(make_app, capsys):
     app = make_app()
 
