@@ -11,9 +11,13 @@ from flask import Flask, Response
 from flask.json.provider import DefaultJSONProvider
 from werkzeug.datastructures import Headers
 
-# Dates and dataclasses go to Flask's `default`, as with the json module (HTTP dates, not ISO).
+# Dates and dataclasses go to Flask's `default`, as with the json module (HTTP dates, not ISO); keys
+# may be str subclasses (SQLAlchemy's column names) or numbers, as the json module allows.
 _ORJSON_OPTIONS = (
-    orjson.OPT_PASSTHROUGH_DATETIME | orjson.OPT_PASSTHROUGH_DATACLASS | orjson.OPT_APPEND_NEWLINE
+    orjson.OPT_PASSTHROUGH_DATETIME
+    | orjson.OPT_PASSTHROUGH_DATACLASS
+    | orjson.OPT_NON_STR_KEYS
+    | orjson.OPT_APPEND_NEWLINE
 )
 
 
@@ -21,11 +25,10 @@ class ServiceJSONProvider(DefaultJSONProvider):
     """Flask's JSON, keys in the order the code wrote them; compact response bodies through orjson.
 
     orjson writes a body ~10× faster than the json module. What it refuses (integers beyond 64 bits,
-    keys that are not strings, text with lone surrogates) goes to Flask's way, which writes it as
-    before. Two differences, both valid JSON: non-ASCII text is written as UTF-8, not as \\u escapes,
-    and NaN or infinity as null instead of the NaN token no JSON parser accepts.
-    `json.dumps` with any option builds a new encoder on every call; responses always use the same
-    options, so each encoder is built once.
+    text with lone surrogates) goes to Flask's way, which writes it as before. Two differences, both
+    valid JSON: non-ASCII text is written as UTF-8, not as \\u escapes, and NaN or infinity as null
+    instead of the NaN token no JSON parser accepts. `json.dumps` with any option builds a new encoder
+    on every call; responses always use the same options, so each encoder is built once.
     """
 
     sort_keys = False

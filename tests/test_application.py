@@ -10,6 +10,8 @@ from decimal import Decimal
 
 import pytest
 from flask import Flask, Response
+from flask.json.provider import DefaultJSONProvider
+from sqlalchemy.sql.elements import quoted_name
 from werkzeug.datastructures import Headers
 from werkzeug.test import EnvironBuilder
 
@@ -75,7 +77,8 @@ _SAME_AS_FLASK = {
     "a date": {"on": datetime.date(2026, 11, 26)},
     "uuid and decimal": {"id": uuid.UUID(int=7), "amount": Decimal("1.10")},
     "a dataclass": {"point": _Point(3)},
-    "integer keys (Flask's way)": {1: "one"},
+    "integer keys": {1: "one", 2.5: "two and a half", False: "no", None: "none"},
+    "column names (a str subclass)": {quoted_name("id", None): 1},
     "an integer beyond 64 bits (Flask's way)": {"big": 2**70},
     "a lone surrogate (Flask's way)": {"text": "\ud800"},
 }
@@ -114,3 +117,19 @@ def test_debug_output_stays_indented(app):
     app.debug = True
     with app.app_context():
         assert b'\n  "a": 1' in app.json.response({"a": 1}).get_data()
+
+
+def test_the_service_writes_its_rows_without_falling_back(client, monkeypatch):
+    def refuse(*args, **kwargs):
+        raise AssertionError("written by the json module")
+
+    monkeypatch.setattr(DefaultJSONProvider, "response", refuse)
+    created = client.post("/api/v1/templates", json={"name": "rows", "body": "Hi {{ who }}"})
+    assert created.status_code == 201, created.get_json()
+    user = client.post("/api/v1/users", json={"email": "rows@example.com", "name": "Zoë"})
+    assert user.status_code == 201, user.get_json()
+    for path in (created.headers["Location"], f"/api/v1/users/{user.get_json()['id']}"):
+        response = client.get(path)
+        assert response.status_code == 200, path
+        assert response.get_data().endswith(b"}\n")
+    assert "Zoë".encode() in client.get(f"/api/v1/users/{user.get_json()['id']}").get_data()
