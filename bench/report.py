@@ -10,7 +10,7 @@ import time
 from pathlib import Path
 
 NAME = "BENCHMARKS"
-REFERENCES = ("flask", "wsgi")
+REFERENCES = ("flask", "wsgi", "plain", "flask_redis")
 
 
 def write(results: dict, out: Path) -> list[Path]:
@@ -42,7 +42,7 @@ def _software() -> dict:
 
 
 def _add_ratios(cases: dict) -> None:
-    """Each case against bare Flask and bare WSGI: the median of per-round ratios (same-round pairs)."""
+    """Each case against every reference: the median of per-round ratios (same-round pairs)."""
     for entry in cases.values():
         if "median" not in entry:
             continue
@@ -125,6 +125,22 @@ def _results_table(results: dict) -> list[str]:
         row.append(f"{median['non_2xx']} / {median['socket_errors']}")
         lines.append("| " + " | ".join(row) + " |")
     return lines
+
+
+def _against_references(results: dict) -> list[str]:
+    """The cache HIT's req/s against the two references the table has no column for."""
+    hit = results["cases"].get("ai_hit", {})
+    lines = []
+    for ref, name in (("plain", "the plain assembly"), ("flask_redis", "bare Flask + one Redis GET")):
+        ratio = hit.get("ratios", {}).get(ref, {}).get("rps")
+        base = results["cases"].get(ref, {}).get("median")
+        if ratio is None or not base or not hit.get("median"):
+            continue
+        lines.append(
+            f"- Cache HIT req/s against {name}: {ratio:.2f}× (median of the per-round ratios; the "
+            f"medians above give {hit['median']['rps'] / base['rps']:.2f}×)."
+        )
+    return [*lines, ""] if lines else []
 
 
 def _cpu_table(results: dict) -> list[str]:
@@ -258,7 +274,8 @@ def _method(results: dict) -> list[str]:
         "keep-alive `requests.Session`, reading `X-Process-Time`.",
         f"- Fan-out: the service with AI_PROVIDER=openai against a counting OpenAI-compatible server on "
         f"127.0.0.1 that answers after {plan['fanout_latency_s']} s; {plan['fanout_clients']} threads "
-        "send the same uncached prompt at once.",
+        "connect first (`http.client`), then send the same uncached prompt at once; the time runs from "
+        "their release to the last answer.",
         f"- Connections: `wrk -c{plan['pg_clients']}` on the template-by-id case for {plan['pg_seconds']} s "
         "while `pg_stat_activity` is sampled every 100 ms for the bench database (application_name aigen).",
         "- Memory: VmRSS of each gunicorn worker (children of the master) after the runs. Every worker, "
@@ -283,6 +300,7 @@ def markdown(results: dict) -> str:
         "",
         *_results_table(results),
         "",
+        *_against_references(results),
         f"![requests/s and latency per case]({NAME}.png)",
         "",
         "## CPU per request",

@@ -66,6 +66,8 @@ def test_cache_hit_case_is_warm_when_served(report):
     if hit["status"] != "ok":
         pytest.skip("the service does not serve /api/v1/ai/generate")
     assert hit["x_cache"] == "HIT"
+    assert hit["ratios"]["plain"]["rps"] > 0 and hit["ratios"]["flask_redis"]["rps"] > 0
+    assert "Cache HIT req/s against the plain assembly" in (report / "BENCHMARKS.md").read_text()
     assert results["server_time"]["ai_hit"]["x_cache"].get("HIT") == results["plan"]["server_time_requests"]
     fan = results["fan_out"]
     assert fan["upstream_calls"] >= 1 and fan["statuses"] == {"200": fan["clients"]}
