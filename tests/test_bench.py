@@ -124,3 +124,37 @@ def test_hotpath_serves_a_template_read_from_a_seeded_database(tmp_path):
             assert conn.execute(text("SELECT count(*) FROM templates")).scalar_one() == 1
     finally:
         engine.dispose()
+
+
+def test_compare_parses_variants_and_refuses_bad_ones():
+    from bench.compare import Variant, parse
+
+    assert parse("hit=service:/api/v1/ai/generate?prompt=x GUNICORN_THREADS=2 LOG_LEVEL=WARNING") == Variant(
+        "hit", "service", "/api/v1/ai/generate?prompt=x", {"GUNICORN_THREADS": "2", "LOG_LEVEL": "WARNING"}
+    )
+    for bad in ("bad", "x=nowhere:/hello", "x=flask:hello", "=flask:/hello", "x=flask:/hello THREADS"):
+        with pytest.raises(ValueError):
+            parse(bad)
+
+
+def test_compare_runs_two_variants(report):  # after the quick run: the machine's services answered
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "bench.compare",
+            "--rounds",
+            "1",
+            "--seconds",
+            "1",
+            "a=wsgi:/hello",
+            "b=flask:/hello",
+        ],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.returncode == 0, done.stderr[-4000:]
+    rows = [line for line in done.stdout.splitlines() if line.startswith(("| a ", "| b "))]
+    assert len(rows) == 2 and "| 1.00× |" in rows[0], done.stdout
