@@ -89,7 +89,7 @@ class _UtcTime:
 _ENCODER = JsonEncoder(allow_nan=False)
 
 
-# Values orjson writes exactly as the json module does (floats too, when finite).
+# Values orjson writes as the json module does (floats too, when finite), text as UTF-8 not \u escapes.
 _FLAT = frozenset({str, int, bool, type(None)})
 
 
