@@ -17,13 +17,11 @@ from __future__ import annotations
 
 import argparse
 import statistics
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
-import requests
-
-from bench import probes, wrk
 from bench.environment import Environment, start_all, stop_all
-from bench.plan import REFERENCE_SERVERS, SERVICE_APP
+from bench.plan import QUICK, REFERENCE_SERVERS, SERVICE_APP, Case
+from bench.run import cpu_sample, interleaved_rounds
 from tests.support.gunicorn import Gunicorn
 
 SERVERS = {**REFERENCE_SERVERS, "service": SERVICE_APP}
@@ -54,48 +52,47 @@ def parse(text: str) -> Variant:
     return Variant(name.strip(), server, path, env)
 
 
-def compare(variants: list[Variant], rounds: int, seconds: int, load: wrk.Load) -> dict[str, dict]:
-    """Run the variants side by side; per variant the per-round req/s and CPU µs per request."""
-    figures: dict[str, dict] = {v.name: {"rps": [], "cpu_us": []} for v in variants}
+def compare(variants: list[Variant], rounds: int, seconds: int, connections: int) -> dict[str, dict]:
+    """Run the variants side by side, as `python -m bench` runs its cases; the figures by variant name."""
+    plan = replace(
+        QUICK, name="compare", rounds=rounds, seconds=seconds, warmup_s=1, wrk_connections=connections
+    )
+    cases = [Case(v.name, v.name, v.name, v.path) for v in variants]
+    figures: dict[str, dict] = {v.name: {"rounds": []} for v in variants}
     with Environment() as env:
-        servers = {v.name: Gunicorn(env.env(**v.env), app=SERVERS[v.server]) for v in variants}
+        servers = {v.name: Gunicorn(env.env(**v.env), plan.workers, SERVERS[v.server]) for v in variants}
         start_all(servers)
         try:
             urls = {
                 v.name: servers[v.name].url + v.path.format(template_id=env.template_id) for v in variants
             }
-            for variant in variants:  # a cache HIT path is warm from its first request on
-                requests.get(urls[variant.name], timeout=30)
-                wrk.run(urls[variant.name], wrk.Load(load.threads, load.connections, 1))
-            for n in range(rounds):
-                for variant in variants[n % len(variants) :] + variants[: n % len(variants)]:
-                    pid = servers[variant.name].process.pid
-                    before = sum(probes.worker_cpu_s(pid).values())
-                    run = wrk.run(urls[variant.name], wrk.Load(load.threads, load.connections, seconds))
-                    spent = sum(probes.worker_cpu_s(pid).values()) - before
-                    figures[variant.name]["rps"].append(run["rps"])
-                    figures[variant.name]["cpu_us"].append(spent / max(run["requests"], 1) * 1e6)
+            interleaved_rounds(plan, cases, urls, figures, lambda case: cpu_sample(servers[case.key], env))
         finally:
             stop_all(servers)
     return figures
 
 
 def report(figures: dict[str, dict]) -> list[str]:
-    first = next(iter(figures.values()))["rps"]
+    first = next(iter(figures.values()))["rounds"]
     lines = [
-        "| variant | req/s | vs first (per round) | worker CPU µs/request | req/s per round |",
-        "|---|---:|---:|---:|---|",
+        "| variant | req/s | vs first (per round) | workers' CPU µs/request | Redis CPU µs/request "
+        "| req/s per round |",
+        "|---|---:|---:|---:|---:|---|",
     ]
-    for name, values in figures.items():
-        ratio = statistics.median(
-            mine / base for mine, base in zip(values["rps"], first, strict=True) if base
-        )
-        rounds = ", ".join(f"{rps:,.0f}" for rps in values["rps"])
+    for name, entry in figures.items():
+        pairs = zip(entry["rounds"], first, strict=True)
+        ratio = statistics.median(mine["rps"] / base["rps"] for mine, base in pairs if base["rps"])
+        median = entry["median"]
+        rounds = ", ".join(f"{r['rps']:,.0f}" for r in entry["rounds"])
         lines.append(
-            f"| {name} | {statistics.median(values['rps']):,.0f} | {ratio:.2f}× "
-            f"| {statistics.median(values['cpu_us']):,.0f} | {rounds} |"
+            f"| {name} | {median['rps']:,.0f} | {ratio:.2f}× | {_us(median['worker_cpu_us'])} "
+            f"| {_us(median['redis_cpu_us'])} | {rounds} |"
         )
     return lines
+
+
+def _us(value: float | None) -> str:
+    return "n/a" if value is None else f"{value:,.0f}"  # None: a worker was replaced during every run
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -103,7 +100,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("variants", nargs="+", help='"NAME=SERVER:PATH [VAR=VALUE ...]"')
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--seconds", type=int, default=3)
-    parser.add_argument("--connections", type=int, default=wrk.Load().connections)
+    parser.add_argument("--connections", type=int, default=QUICK.wrk_connections)
     args = parser.parse_args(argv)
     try:
         variants = [parse(text) for text in args.variants]
@@ -111,8 +108,7 @@ def main(argv: list[str] | None = None) -> None:
         parser.error(str(exc))
     if len({v.name for v in variants}) != len(variants):
         parser.error("variant names must differ")
-    figures = compare(variants, args.rounds, args.seconds, wrk.Load(connections=args.connections))
-    print("\n".join(report(figures)))
+    print("\n".join(report(compare(variants, args.rounds, args.seconds, args.connections))))
 
 
 if __name__ == "__main__":

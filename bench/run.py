@@ -38,7 +38,9 @@ def measure(plan: Plan) -> dict:
             urls = {c.key: servers[c.server].url + c.path for c in cases}
             results["cases"] = {c.key: _probe(c, urls[c.key]) for c in cases}
             ready = [c for c in cases if results["cases"][c.key]["status"] == "ok"]
-            _rounds(plan, ready, urls, results["cases"], lambda case: _cpu(servers[case.server], env))
+            interleaved_rounds(
+                plan, ready, urls, results["cases"], lambda case: cpu_sample(servers[case.server], env)
+            )
             results["server_time"] = _server_times(plan, ready, urls)
             results["pg_connections"] = _pg_connections(plan, env, results, urls)
             results["rss_mb"] = {key: probes.worker_rss_mb(s.process.pid) for key, s in servers.items()}
@@ -90,7 +92,8 @@ def _run_case(case: Case, url: str, load: wrk.Load) -> dict:
     return wrk.run(url.removesuffix(case.path) + "/", load, (uuid.uuid4().hex[:8], case.path))
 
 
-def _cpu(server: Gunicorn, env: Environment) -> tuple[dict[int, float], float]:
+def cpu_sample(server: Gunicorn, env: Environment) -> tuple[dict[int, float], float]:
+    """The server's workers' CPU seconds by pid, and Redis's: taken before and after each run."""
     return probes.worker_cpu_s(server.process.pid), probes.redis_cpu_s(env.redis)
 
 
@@ -106,7 +109,7 @@ def _cpu_per_request(before: tuple, after: tuple, requests_done: int) -> dict:
     }
 
 
-def _rounds(plan: Plan, cases: list[Case], urls: dict[str, str], out: dict, cpu: Callable) -> None:
+def interleaved_rounds(plan: Plan, cases: list[Case], urls: dict[str, str], out: dict, cpu: Callable) -> None:
     """A B C ... A B C ...: machine drift hits every case alike; each round starts one case later.
 
     Each run also records the CPU the workers and Redis spent per request: on a shared machine that
