@@ -104,18 +104,17 @@ def _plan_read_ahead() -> None:
     except ApiError:
         return
     state = g._get_current_object()
-    state.read_ahead_key = key
+    state.read_ahead = (key, planned[1])
     setattr(state, PIGGYBACK, current_app.extensions["response_cache"].store.redis_key(key))
 
 
 def answer_read_ahead() -> Any:
     """Before-request hook, after the rate limiter's: answer from a fresh entry its round trip read."""
     state = g._get_current_object()
-    key = state.pop("read_ahead_key", None)  # this request's own, never one left in a shared `g`
-    planned = _READ_AHEAD.get(request.endpoint)  # type: ignore[arg-type]
-    if key is None or planned is None or planned[1] is None:
+    # This request's own plan, never one left in a shared `g`.
+    key, answer = state.pop("read_ahead", (None, None))
+    if answer is None:
         return None
-    answer = planned[1]
     found, value = current_app.extensions["response_cache"].fresh_read_ahead(key.partition(":")[0], key)
     if not found:
         return None
