@@ -12,6 +12,7 @@ from appfactory import create_app, metrics
 from appfactory.extensions import db
 from tests.conftest import base_overrides
 from tests.support.services import unavailable
+from tests.support.windows import clear_of_minute_edge
 
 
 def samples(client) -> dict[tuple[str, frozenset], float]:
@@ -102,6 +103,7 @@ def test_cache_and_upstream_helpers(client):
 def test_rate_limited_requests_are_counted_and_metrics_is_exempt(database_url):
     app = create_app(base_overrides(DATABASE_URL=database_url, RATE_LIMIT_PER_MINUTE=2))
     client = app.test_client()
+    clear_of_minute_edge()
     try:
         before = samples(client)
         statuses = [client.get("/api/v1/templates/1").status_code for _ in range(4)]

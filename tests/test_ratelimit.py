@@ -11,6 +11,7 @@ from prometheus_client import REGISTRY
 from appfactory import create_app
 from tests.conftest import base_overrides
 from tests.support.services import RedisServer, free_port, require_redis
+from tests.support.windows import clear_of_minute_edge
 
 HEADERS = ("X-RateLimit-Limit", "X-RateLimit-Remaining", "X-RateLimit-Reset", "RateLimit-Policy", "RateLimit")
 
@@ -18,6 +19,7 @@ HEADERS = ("X-RateLimit-Limit", "X-RateLimit-Remaining", "X-RateLimit-Reset", "R
 @pytest.fixture
 def make_app(database_url):
     """Apps with small limits; each worker of one, so the memory share is the whole limit."""
+    clear_of_minute_edge()
     apps = []
 
     def make(**overrides):
