@@ -13,7 +13,6 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 import redis
-import requests
 
 from bench import wrk
 from tests.support.services import PostgresDatabase
@@ -27,20 +26,32 @@ def percentile(values: list[float], pct: float) -> float:
 
 
 def server_time(url: str, count: int, unique: bool = False) -> dict:
-    """Median and p99 of X-Process-Time (and of the client's round trip) over sequential requests."""
+    """Median and p99 of X-Process-Time (and of the client's round trip) over sequential requests.
+
+    One keep-alive `http.client` connection: the client shares the machine's two cores with the
+    server, and a heavier one (requests, ~1 ms of Python per call) measurably slows the server it
+    measures (docs/performance.md, "Server time").
+    """
+    parts = urlsplit(url)
+    target = f"{parts.path}?{parts.query}" if parts.query else parts.path
     server_ms: list[float] = []
     client_ms: list[float] = []
     caches: Counter[str] = Counter()
-    with requests.Session() as session:
+    connection = http.client.HTTPConnection(parts.hostname, parts.port, timeout=10)
+    try:
         for n in range(count):
-            target = f"{url}-{uuid.uuid4().hex[:8]}-{n}" if unique else url
+            path = f"{target}-{uuid.uuid4().hex[:8]}-{n}" if unique else target
             started = time.perf_counter()
-            response = session.get(target, timeout=10)
+            connection.request("GET", path)
+            response = connection.getresponse()
+            response.read()
             client_ms.append((time.perf_counter() - started) * 1000.0)
-            header = response.headers.get("X-Process-Time", "")
+            header = response.getheader("X-Process-Time", "")
             if header.endswith("ms"):
                 server_ms.append(float(header[:-2]))
-            caches[response.headers.get("X-Cache", "-")] += 1
+            caches[response.getheader("X-Cache", "-")] += 1
+    finally:
+        connection.close()
     return {
         "requests": count,
         "server_p50_ms": statistics.median(server_ms) if server_ms else None,

@@ -271,7 +271,7 @@ def _method(results: dict) -> list[str]:
         f"{plan['warmup_s']} s per case; the table shows the median of the rounds. A case whose "
         "endpoint answers 404 is reported as not available.",
         f"- Server time: {plan['server_time_requests']} sequential requests per service case over one "
-        "keep-alive `requests.Session`, reading `X-Process-Time`.",
+        "keep-alive `http.client` connection, reading `X-Process-Time`.",
         f"- Fan-out: the service with AI_PROVIDER=openai against a counting OpenAI-compatible server on "
         f"127.0.0.1 that answers after {plan['fanout_latency_s']} s; {plan['fanout_clients']} threads "
         "connect first (`http.client`), then send the same uncached prompt at once; the time runs from "
