@@ -4,6 +4,8 @@ import json
 
 import pytest
 
+from tests.support.headers import server_timing
+
 
 def _create(client, name="greet", body="Hello {{ who }}, welcome to {{place}}!", **extra):
     return client.post("/api/v1/templates", json={"name": name, "body": body, **extra})
@@ -116,3 +118,16 @@ def test_sql_fragments_and_unicode_are_stored_verbatim(client):
     assert response.status_code == 201
     assert client.get(response.headers["Location"]).get_json()["name"] == name
     assert client.get("/api/v1/templates").get_json()["total"] == 1
+
+
+def test_server_timing_counts_the_database_in_every_view_that_reads_or_writes(client):
+    created = _create(client)
+    shown = client.get(created.headers["Location"])
+    listed = client.get("/api/v1/templates")
+    for response in (created, shown, listed):
+        spans = server_timing(response)
+        assert 0 < spans["db"] <= spans["app"], response.headers["Server-Timing"]
+    cached = client.get("/api/v1/templates")
+    assert cached.headers["X-Cache"] == "HIT"
+    assert "db" not in server_timing(cached)  # served from the cache: no statement ran
+    assert "db" not in server_timing(client.get("/health/live"))

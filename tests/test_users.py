@@ -2,6 +2,8 @@
 
 import pytest
 
+from tests.support.headers import server_timing
+
 
 def _create(client, email="ada@example.com", name="Ada"):
     return client.post("/api/v1/users", json={"email": email, "name": name})
@@ -14,6 +16,17 @@ def test_create_then_show(client):
     assert user["email"] == "ada@example.com"
     assert response.headers["Location"] == f"/api/v1/users/{user['id']}"
     assert client.get(response.headers["Location"]).get_json() == user
+
+
+def test_server_timing_counts_the_database_until_the_profile_is_cached(client):
+    created = _create(client)
+    location = created.headers["Location"]
+    first, second = client.get(location), client.get(location)
+    changed = client.patch(location, json={"name": "Ada L."})
+    for response in (created, first, changed):
+        spans = server_timing(response)
+        assert 0 < spans["db"] <= spans["app"], response.headers["Server-Timing"]
+    assert second.headers["X-Cache"] == "HIT" and "db" not in server_timing(second)
 
 
 def test_duplicate_email_is_409_whatever_the_case(client):

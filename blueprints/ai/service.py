@@ -68,8 +68,7 @@ def _complete(provider_name: str, model: str, prompt: str, max_tokens: int, temp
 
 def prompt_from_template(template_id: int, variables: Mapping[str, Any]) -> str:
     """Render a stored template into a prompt; 404 when it does not exist, 422 when too long."""
-    with timed("db"):
-        template = template_store.get(template_id)
+    template = template_store.get(template_id)
     prompt = render(template["body"], variables).strip()
     limit = current_app.config["MAX_PROMPT_CHARS"]
     if not prompt or len(prompt) > limit:

@@ -10,6 +10,7 @@ from sqlalchemy.exc import IntegrityError
 from appfactory.errors import ApiError
 from appfactory.extensions import db
 from appfactory.models import as_utc, templates
+from appfactory.timing import timed
 from blueprints.templates.rendering import variables_of
 
 _COLUMNS = (
@@ -38,6 +39,7 @@ def to_dict(row: Any) -> dict[str, Any]:
     return item
 
 
+@timed("db")
 def list_page(limit: int, offset: int) -> dict[str, Any]:
     """One page of templates, oldest first, with the total count."""
     conn = db.connection()
@@ -46,22 +48,29 @@ def list_page(limit: int, offset: int) -> dict[str, Any]:
     return {"items": [to_dict(row) for row in rows], "total": total, "limit": limit, "offset": offset}
 
 
+@timed("db")
 def get(template_id: int) -> dict[str, Any]:
     """One template, or 404."""
-    row = db.connection().execute(_BY_ID, {"id": template_id}).first()
+    return _get(db.connection(), template_id)
+
+
+def _get(conn: Any, template_id: int) -> dict[str, Any]:
+    row = conn.execute(_BY_ID, {"id": template_id}).first()
     if row is None:
         raise ApiError(404, f"Template {template_id} does not exist.")
     return to_dict(row)
 
 
+@timed("db")
 def create(fields: dict[str, Any]) -> dict[str, Any]:
     """Insert a template; 409 when the name is taken."""
     conn = db.connection()
     with _unique_name(conn, fields.get("name")):
         template_id = conn.execute(templates.insert().values(**fields)).inserted_primary_key[0]
-    return get(template_id)
+    return _get(conn, template_id)
 
 
+@timed("db")
 def update(template_id: int, fields: dict[str, Any]) -> dict[str, Any]:
     """Change the given fields; 404 when missing, 409 when the new name is taken."""
     conn = db.connection()
@@ -69,9 +78,10 @@ def update(template_id: int, fields: dict[str, Any]) -> dict[str, Any]:
         result = conn.execute(templates.update().where(templates.c.id == template_id).values(**fields))
     if result.rowcount == 0:
         raise ApiError(404, f"Template {template_id} does not exist.")
-    return get(template_id)
+    return _get(conn, template_id)
 
 
+@timed("db")
 def delete(template_id: int) -> None:
     """Remove a template, or 404."""
     conn = db.connection()

@@ -7,7 +7,6 @@ from typing import Any
 from flask import url_for
 
 from appfactory.cache import cache_response, invalidate_cache
-from appfactory.timing import timed
 from appfactory.validation import invalid, json_body, pagination, text_field
 from blueprints.templates import bp, store
 from blueprints.templates.rendering import render
@@ -35,8 +34,7 @@ def _template_fields(partial: bool) -> dict[str, Any]:
 @cache_response(ttl="TEMPLATES_CACHE_TTL", key_prefix="templates")
 def list_templates() -> dict:
     limit, offset = pagination()
-    with timed("db"):
-        return store.list_page(limit, offset)
+    return store.list_page(limit, offset)
 
 
 @bp.get("/<id:template_id>")

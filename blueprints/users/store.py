@@ -10,6 +10,7 @@ from sqlalchemy.exc import IntegrityError
 from appfactory.errors import ApiError
 from appfactory.extensions import db
 from appfactory.models import as_utc, users
+from appfactory.timing import timed
 
 _COLUMNS = (users.c.id, users.c.email, users.c.name, users.c.created_at, users.c.updated_at)
 # Built once: a request only binds the id.
@@ -24,14 +25,20 @@ def to_dict(row: Any) -> dict[str, Any]:
     return item
 
 
+@timed("db")
 def get(user_id: int) -> dict[str, Any]:
     """One user, or 404."""
-    row = db.connection().execute(_BY_ID, {"id": user_id}).first()
+    return _get(db.connection(), user_id)
+
+
+def _get(conn: Any, user_id: int) -> dict[str, Any]:
+    row = conn.execute(_BY_ID, {"id": user_id}).first()
     if row is None:
         raise ApiError(404, f"User {user_id} does not exist.")
     return to_dict(row)
 
 
+@timed("db")
 def create(fields: dict[str, Any]) -> dict[str, Any]:
     """Insert a user; 409 when the email is taken."""
     conn = db.connection()
@@ -41,9 +48,10 @@ def create(fields: dict[str, Any]) -> dict[str, Any]:
     except IntegrityError:
         conn.rollback()
         raise ApiError(409, "A user with this email already exists.", field="email") from None
-    return get(user_id)
+    return _get(conn, user_id)
 
 
+@timed("db")
 def update(user_id: int, fields: dict[str, Any]) -> dict[str, Any]:
     """Change the given fields; 404 when missing, 409 when the email is taken."""
     conn = db.connection()
@@ -55,9 +63,10 @@ def update(user_id: int, fields: dict[str, Any]) -> dict[str, Any]:
         raise ApiError(409, "A user with this email already exists.", field="email") from None
     if result.rowcount == 0:
         raise ApiError(404, f"User {user_id} does not exist.")
-    return get(user_id)
+    return _get(conn, user_id)
 
 
+@timed("db")
 def delete(user_id: int) -> None:
     """Remove a user, or 404."""
     conn = db.connection()

@@ -8,7 +8,6 @@ from typing import Any
 from flask import url_for
 
 from appfactory.cache import cache_response, invalidate_cache
-from appfactory.timing import timed
 from appfactory.validation import invalid, json_body, text_field
 from blueprints.users import bp, store
 
@@ -39,8 +38,7 @@ def create() -> tuple[dict, int, dict]:
 @cache_response(ttl="USER_CACHE_TTL", key_prefix="user", key=lambda user_id: f"{user_id}:profile")
 def _profile(user_id: int) -> dict[str, Any]:
     # The whole row is cached; what a viewer may see (the email) is decided per response.
-    with timed("db"):
-        return store.get(user_id)
+    return store.get(user_id)
 
 
 @bp.get("/<id:user_id>")
