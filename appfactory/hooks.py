@@ -46,12 +46,12 @@ def request_fields(req: Request, response: Response, duration_ms: float) -> dict
     }
 
 
-def _observer(app: Flask) -> Callable[[Request, Response, float], None]:
+def _observer(app: Flask) -> Callable[[Request, Response, float, str], None]:
     """Record metrics and log the request line, with the app's settings bound once."""
     slow_ms = app.config["SLOW_REQUEST_MS"]
     metrics_enabled = app.config["METRICS_ENABLED"]
 
-    def observe(req: Request, response: Response, duration_ms: float) -> None:
+    def observe(req: Request, response: Response, duration_ms: float, request_id: str) -> None:
         if metrics_enabled:
             rule = req.url_rule
             route = rule.rule if rule else None
@@ -59,10 +59,10 @@ def _observer(app: Flask) -> Callable[[Request, Response, float], None]:
         slow = duration_ms > slow_ms
         if slow or access_log.isEnabledFor(logging.INFO):
             fields = request_fields(req, response, duration_ms)
-            emit(access_log, logging.INFO, "request", fields)
+            emit(access_log, logging.INFO, "request", fields, request_id=request_id)
             if slow:
                 slow_fields = {**fields, "threshold_ms": slow_ms}
-                emit(access_log, logging.WARNING, "Slow request detected", slow_fields)
+                emit(access_log, logging.WARNING, "Slow request detected", slow_fields, request_id=request_id)
 
     return observe
 
@@ -73,15 +73,17 @@ def _finisher(app: Flask) -> Callable[[Response], Response]:
     def finish(response: Response) -> Response:
         state = g._get_current_object()
         started = state.get("start") or time.perf_counter()
+        request_id = state.get("request_id") or new_request_id()
         try:
-            observe(request._get_current_object(), response, (time.perf_counter() - started) * 1000.0)
+            took_ms = (time.perf_counter() - started) * 1000.0
+            observe(request._get_current_object(), response, took_ms, request_id)
         except Exception:  # metrics or a log line are never worth a failed request
             log.warning("Could not record the request", exc_info=True)
         # Measured after the log line and metrics, so the header counts what they cost.
         total = (time.perf_counter() - started) * 1000.0
         headers = response.headers
         # add, not set: nothing else writes these, and set scans every header first.
-        headers.add("X-Request-ID", state.get("request_id") or new_request_id())
+        headers.add("X-Request-ID", request_id)
         headers.add("X-Process-Time", f"{total:.2f}ms")
         headers.add("Server-Timing", server_timing(total, state.get("timings")))
         return response

@@ -242,11 +242,14 @@ def configure_logging(level: str = "INFO", fmt: str = "json") -> None:
     logging.config.dictConfig(logging_config(level, fmt))
 
 
-def emit(logger: logging.Logger, level: int, message: str, fields: Mapping[str, Any]) -> None:
-    """Log `message` with structured fields; skips the caller lookup no output line uses."""
+def emit(logger: logging.Logger, level: int, message: str, fields: Mapping[str, Any], **known: Any) -> None:
+    """Log `message` with structured fields; skips the caller lookup no output line uses.
+
+    `known` sets record attributes the caller already has (`request_id=`), so filters need not look.
+    """
     if logger.isEnabledFor(level):
         # Only these attributes are added, which lets JsonFormatter skip looking for others.
-        extra = {"_fields": fields, "_only_fields": True}
+        extra = {"_fields": fields, "_only_fields": True, **known}
         record = logger.makeRecord(logger.name, level, "", 0, message, (), None, extra=extra)
         logger.handle(record)
 
