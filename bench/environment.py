@@ -54,6 +54,10 @@ class Environment:
             # Every server of the run, references included: with one shared socket, wrk's keep-alive
             # connections sometimes all land on one worker and a round measures that (performance.md).
             "GUNICORN_REUSE_PORT": "true",
+            # ... whose price is that a recycled worker resets the connections queued on its socket
+            # (150-190 per 10 s of `wrk -c200` with a recycle every ~6,000 requests; none without):
+            # the workers are not recycled during a run. gunicorn reads this after gunicorn.conf.py.
+            "GUNICORN_CMD_ARGS": "--max-requests 0",
             **extra,
         }
 

@@ -283,8 +283,10 @@ def _method(results: dict) -> list[str]:
         "configuration and logging modules, hence Flask, and the libraries every service worker loads: "
         "SQLAlchemy, the database driver, redis; the app itself and the start-up migration's alembic "
         "stay out of the master).",
-        "- `gunicorn.conf.py` recycles workers after 100,000 ± 10,000 requests, as in production, so a "
-        "server may restart its workers during the run and pays that cost too.",
+        "- Workers are not recycled during a run (`GUNICORN_CMD_ARGS=--max-requests 0`; in production "
+        "`gunicorn.conf.py` recycles them after 100,000 ± 10,000 requests): with a socket per worker, a "
+        "stopping worker resets the connections queued on its socket, which wrk counts as socket errors "
+        "(docs/performance.md). A new worker costs ~0.4 s of CPU, ~4 µs per request at that interval.",
         "- The machine may be shared: compare ratios within one run, not absolute figures across runs.",
     ]
 
