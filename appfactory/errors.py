@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 
-from flask import Flask, Response, json
+from flask import Flask, Response, current_app
 from sqlalchemy.exc import DBAPIError, OperationalError
 from sqlalchemy.exc import TimeoutError as PoolTimeout
 from werkzeug.exceptions import HTTPException, InternalServerError
@@ -40,9 +40,9 @@ class ApiError(Exception):
 
 
 def error_body(code: str, message: str, **details: object) -> bytes:
-    """Serialize the error envelope."""
+    """The error envelope, written as every other response body is."""
     error = {"code": code, "message": message, **details}
-    return json.dumps({"error": error}).encode()
+    return current_app.json.body({"error": error})
 
 
 def _render(status: int, code: str, message: str, response: Response | None = None, **details) -> Response:

@@ -133,3 +133,18 @@ def test_the_service_writes_its_rows_without_falling_back(client, monkeypatch):
         assert response.status_code == 200, path
         assert response.get_data().endswith(b"}\n")
     assert "Zoë".encode() in client.get(f"/api/v1/users/{user.get_json()['id']}").get_data()
+
+
+def test_error_bodies_are_written_as_every_other_body(client):
+    client.post("/api/v1/templates", json={"name": "Zoë", "body": "x"})
+    conflict = client.post("/api/v1/templates", json={"name": "Zoë", "body": "x"})
+    missing = client.get("/api/v1/templates/999999")
+    for response in (conflict, missing):
+        body = response.get_data()
+        assert response.mimetype == "application/json"
+        assert body.endswith(b"}\n") and b'": ' not in body and b'", "' not in body  # compact
+        assert (
+            body == (json.dumps(json.loads(body), separators=(",", ":"), ensure_ascii=False) + "\n").encode()
+        )
+    assert conflict.status_code == 409 and "Zoë".encode() in conflict.get_data()  # UTF-8, not \u escapes
+    assert missing.get_json()["error"]["code"] == "not_found"
