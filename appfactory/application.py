@@ -52,21 +52,18 @@ class ServiceJSONProvider(DefaultJSONProvider):
     def response(self, *args: Any, **kwargs: Any) -> Response:
         if self._flasks_way():
             return super().response(*args, **kwargs)  # indented or sorted
-        obj = self._prepare_response_obj(args, kwargs)
-        try:
-            body = orjson.dumps(obj, default=self.default, option=_ORJSON_OPTIONS)
-        except TypeError:  # orjson.JSONEncodeError: what orjson refuses, Flask's way writes
-            return super().response(*args, **kwargs)
+        body = self._compact(self._prepare_response_obj(args, kwargs))
         return self._app.response_class(body, mimetype=self.mimetype)
 
     def body(self, obj: Any) -> bytes:
         """`obj` written as `response` writes a body (the error envelope uses it too)."""
-        if not self._flasks_way():
-            try:
-                return orjson.dumps(obj, default=self.default, option=_ORJSON_OPTIONS)
-            except TypeError:
-                pass
-        return super().response(obj).get_data()
+        return super().response(obj).get_data() if self._flasks_way() else self._compact(obj)
+
+    def _compact(self, obj: Any) -> bytes:
+        try:
+            return orjson.dumps(obj, default=self.default, option=_ORJSON_OPTIONS)
+        except TypeError:  # orjson.JSONEncodeError: what orjson refuses, Flask's way writes
+            return super().response(obj).get_data()
 
     def _flasks_way(self) -> bool:
         return self.sort_keys or self.compact is False or (self.compact is None and self._app.debug)

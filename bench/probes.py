@@ -9,6 +9,8 @@ import threading
 import time
 import uuid
 from collections import Counter
+from collections.abc import Callable
+from functools import partial
 from pathlib import Path
 from urllib.parse import urlsplit
 
@@ -25,6 +27,13 @@ def percentile(values: list[float], pct: float) -> float:
     return ordered[min(rank, len(ordered)) - 1]
 
 
+def _http(url: str) -> tuple[Callable[[float], http.client.HTTPConnection], str]:
+    """A connection factory for `url`'s host (given a timeout) and the request target (path?query)."""
+    parts = urlsplit(url)
+    target = f"{parts.path}?{parts.query}" if parts.query else parts.path
+    return partial(http.client.HTTPConnection, parts.hostname, parts.port), target
+
+
 def server_time(url: str, count: int, unique: bool = False) -> dict:
     """Median and p99 of X-Process-Time (and of the client's round trip) over sequential requests.
 
@@ -32,12 +41,11 @@ def server_time(url: str, count: int, unique: bool = False) -> dict:
     server, and a heavier one (requests, ~1 ms of Python per call) measurably slows the server it
     measures (docs/performance.md, "Server time").
     """
-    parts = urlsplit(url)
-    target = f"{parts.path}?{parts.query}" if parts.query else parts.path
+    connect, target = _http(url)
     server_ms: list[float] = []
     client_ms: list[float] = []
     caches: Counter[str] = Counter()
-    connection = http.client.HTTPConnection(parts.hostname, parts.port, timeout=10)
+    connection = connect(10)
     try:
         for n in range(count):
             path = f"{target}-{uuid.uuid4().hex[:8]}-{n}" if unique else target
@@ -70,8 +78,7 @@ def fan_out(url: str, clients: int, upstream) -> dict:
     (`http.client`, not requests: with 100 threads on 2 cores the client's own CPU would count).
     """
     upstream.reset()
-    parts = urlsplit(url)
-    target = f"{parts.path}?{parts.query}" if parts.query else parts.path
+    connect, target = _http(url)
     released: list[float] = []
     barrier = threading.Barrier(clients, action=lambda: released.append(time.perf_counter()))
     statuses: Counter[int | str] = Counter()
@@ -80,7 +87,7 @@ def fan_out(url: str, clients: int, upstream) -> dict:
     lock = threading.Lock()
 
     def one() -> None:
-        connection = http.client.HTTPConnection(parts.hostname, parts.port, timeout=120)
+        connection = connect(120)
         try:
             connection.connect()
             barrier.wait()

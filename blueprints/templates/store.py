@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from sqlalchemy import bindparam, func, select
+from sqlalchemy.engine import Connection
 from sqlalchemy.exc import IntegrityError
 
 from appfactory.errors import ApiError
@@ -54,7 +55,7 @@ def get(template_id: int) -> dict[str, Any]:
     return _get(db.connection(), template_id)
 
 
-def _get(conn: Any, template_id: int) -> dict[str, Any]:
+def _get(conn: Connection, template_id: int) -> dict[str, Any]:
     row = conn.execute(_BY_ID, {"id": template_id}).first()
     if row is None:
         raise ApiError(404, f"Template {template_id} does not exist.")

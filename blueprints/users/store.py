@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from sqlalchemy import bindparam, select
+from sqlalchemy.engine import Connection
 from sqlalchemy.exc import IntegrityError
 
 from appfactory.errors import ApiError
@@ -31,7 +32,7 @@ def get(user_id: int) -> dict[str, Any]:
     return _get(db.connection(), user_id)
 
 
-def _get(conn: Any, user_id: int) -> dict[str, Any]:
+def _get(conn: Connection, user_id: int) -> dict[str, Any]:
     row = conn.execute(_BY_ID, {"id": user_id}).first()
     if row is None:
         raise ApiError(404, f"User {user_id} does not exist.")
