@@ -36,7 +36,8 @@ try:
     _settings = _config.load(os.environ)
 except _config.ConfigError as exc:
     configure_logging()
-    logging.getLogger("gunicorn.error").critical("configuration error: %s", exc)
+    for _line in exc.lines():
+        logging.getLogger("gunicorn.error").critical(_line)
     _remove_own_metrics_dir()
     sys.exit(1)
 

@@ -139,11 +139,14 @@ def cache_response(
     ttl: int | str = "CACHE_DEFAULT_TTL",
     key_prefix: str = "default",
     key: Callable[..., str] | None = None,
+    shared_only: bool = False,
 ) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
     """Cache a function's result under `key_prefix` for `ttl` seconds (or the config key it names).
 
     The key is `key(*args, **kwargs)` when given, else a SHA-256 of the arguments (for a view also
     of the path and the sorted, decoded query string). Exceptions and non-2xx views are not stored.
+    `shared_only`: the result changes with writes, so it is cached only where every worker and
+    instance reads and invalidates the same entry (Redis); without Redis it is computed each time.
     """
 
     if not key_prefix or ":" in key_prefix:
@@ -160,6 +163,8 @@ def cache_response(
         def wrapper(*args: Any, **kwargs: Any) -> Any:
             app = current_app._get_current_object()  # one proxy lookup each, not one per use
             state: ResponseCache = app.extensions["response_cache"]
+            if shared_only and not state.shared:
+                return fn(*args, **kwargs)  # a write in another process could not reach a local copy
             in_request = has_request_context()
             ctx_g = g._get_current_object() if in_request else None
             view = in_request and app.view_functions.get(request.endpoint) is wrapper

@@ -67,6 +67,11 @@ class ResponseCache:
         record_cache(prefix, hit=outcome in (HIT, STALE))
 
     @property
+    def shared(self) -> bool:
+        """Entries live in Redis, where every worker and instance reads and invalidates them."""
+        return isinstance(self.store, RedisStore)
+
+    @property
     def reads_ahead(self) -> bool:
         """Entries can come back in the rate limiter's Redis round trip (see cache.read_ahead)."""
         return isinstance(self.store, RedisStore)

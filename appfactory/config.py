@@ -10,7 +10,15 @@ from urllib.parse import urlsplit
 
 
 class ConfigError(ValueError):
-    """An environment value that the service cannot start with."""
+    """Environment values the service cannot start with: every problem found, one line each."""
+
+    def __init__(self, *problems: str) -> None:
+        super().__init__("\n".join(problems))
+        self.problems = problems
+
+    def lines(self) -> list[str]:
+        """What an entry point prints: one `configuration error: ...` line per problem."""
+        return [f"configuration error: {problem}" for problem in self.problems]
 
 
 @dataclass(frozen=True)
@@ -49,7 +57,7 @@ def _number(minimum: float = 0.0) -> Callable[[str, Any], float]:
         except (TypeError, ValueError):
             value = None
         if value is None or value != value or value < minimum:
-            raise ConfigError(f"{name} must be a number of at least {minimum:g}, got {raw!r}")
+            raise ConfigError(f"{name} must be a number of at least {readable(minimum)}, got {raw!r}")
         return value
 
     return parse
@@ -85,6 +93,11 @@ def _url(*schemes: str) -> Callable[[str, Any], str | None]:
     return parse
 
 
+def readable(number: float) -> str:
+    """A bound as people write it: 2147483647, 0.5 (never 2.14748e+09)."""
+    return str(int(number)) if float(number).is_integer() else repr(float(number))
+
+
 def _flag(name: str, raw: Any) -> bool:
     if isinstance(raw, bool):
         return raw
@@ -101,6 +114,9 @@ def _text(name: str, raw: Any) -> str | None:
 def _log_level(name: str, raw: Any) -> str:
     return _choice("debug", "info", "warning", "error", "critical")(name, raw).upper()
 
+
+# Workers when REDIS_URL is set: gunicorn's rule of thumb for a mix of CPU and I/O.
+SHARED_WORKERS = (os.cpu_count() or 1) * 2 + 1
 
 _DB_SCHEMES = ("sqlite", "postgresql", "postgres", "mysql", "mariadb")
 
@@ -141,7 +157,7 @@ VARS: tuple[Var, ...] = (
     Var("MAX_PROMPT_CHARS", 4000, _integer(1), "longest accepted prompt"),
     Var("MAX_CONTENT_LENGTH", 1024 * 1024, _integer(1), "largest accepted request body, bytes"),
     Var("PORT", 8000, _integer(1, 65535), "gunicorn bind port"),
-    Var("WEB_CONCURRENCY", (os.cpu_count() or 1) * 2 + 1, _integer(1), "gunicorn workers"),
+    Var("WEB_CONCURRENCY", None, _integer(1), "gunicorn workers; default: 1 without REDIS_URL"),
     Var("GUNICORN_THREADS", 4, _integer(1), "threads per gthread worker"),
     Var("GUNICORN_REUSE_PORT", False, _flag, "a listening socket per worker (SO_REUSEPORT)"),
 )
@@ -150,24 +166,48 @@ _BY_NAME = {var.name: var for var in VARS}
 
 
 def load(environ: Mapping[str, str] | None = None, overrides: Mapping[str, Any] | None = None) -> dict:
-    """Parse every documented variable from the environment, then apply overrides."""
+    """Parse every documented variable from the environment, then apply overrides.
+
+    Raises one ConfigError naming every bad variable, so a start fails once, not once per fix.
+    """
     environ = os.environ if environ is None else environ
+    raw_values: dict[str, Any] = {var.name: environ.get(var.name) for var in VARS}
+    raw_values.update(overrides or {})
     settings: dict[str, Any] = {}
-    for var in VARS:
-        raw = environ.get(var.name)
-        settings[var.name] = var.default if raw is None or raw == "" else var.parse(var.name, raw)
-    for name, value in (overrides or {}).items():
+    problems: list[str] = []
+    for name, raw in raw_values.items():
         var = _BY_NAME.get(name)
-        settings[name] = var.parse(name, value) if var and value is not None else value
-    _check_provider(settings)
+        if var is None:  # an override of the app's own (TESTING, ...): taken as given
+            settings[name] = raw
+        elif raw is None or raw == "":
+            settings[name] = var.default
+        else:
+            try:
+                settings[name] = var.parse(name, raw)
+            except ConfigError as exc:
+                problems.extend(exc.problems)
+                settings[name] = var.default
+    problems.extend(_combinations(settings))
+    if problems:
+        raise ConfigError(*problems)
     return settings
 
 
-def _check_provider(settings: Mapping[str, Any]) -> None:
+def _combinations(settings: dict[str, Any]) -> list[str]:
+    """Problems of values that are valid alone but not together; fills in WEB_CONCURRENCY."""
+    problems = []
     if settings["AI_PROVIDER"] == "openai" and not settings["AI_BASE_URL"]:
-        raise ConfigError("AI_BASE_URL must be set (as http://host:port/v1) when AI_PROVIDER=openai")
-    if settings["AI_TIMEOUT_S"] <= 0:
-        raise ConfigError("AI_TIMEOUT_S must be a number above 0")
+        problems.append("AI_BASE_URL must be set (as http://host:port/v1) when AI_PROVIDER=openai")
+    # Without Redis each worker process would count its own rate limits and keep its own AI cache:
+    # one process, its threads serving concurrency, keeps both exact (README "Workers and Redis").
+    if settings["WEB_CONCURRENCY"] is None:
+        settings["WEB_CONCURRENCY"] = SHARED_WORKERS if settings["REDIS_URL"] else 1
+    elif settings["WEB_CONCURRENCY"] > 1 and not settings["REDIS_URL"]:
+        problems.append(
+            f"WEB_CONCURRENCY={settings['WEB_CONCURRENCY']} needs REDIS_URL: without it each worker "
+            "keeps its own cache and rate-limit counts; set REDIS_URL, or WEB_CONCURRENCY=1"
+        )
+    return problems
 
 
 def sqlalchemy_url(url: str) -> str:

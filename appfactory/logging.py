@@ -231,6 +231,8 @@ def logging_config(level: str = "INFO", fmt: str = "json") -> dict[str, Any]:
         "loggers": {
             "gunicorn.error": {"level": level, "handlers": ["stdout"], "propagate": False},
             "gunicorn.access": {"level": "WARNING", "handlers": ["stdout"], "propagate": False},
+            # alembic names each of its plugins at INFO on every start; its "Running upgrade" lines stay.
+            "alembic.runtime.plugins": {"level": "WARNING"},
         },
     }
 

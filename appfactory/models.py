@@ -34,6 +34,7 @@ users = Table(
     Column("name", String(100), nullable=False),
     Column("created_at", DateTime(timezone=True), nullable=False, default=utcnow),
     Column("updated_at", DateTime(timezone=True), nullable=False, default=utcnow, onupdate=utcnow),
+    sqlite_autoincrement=True,  # ids are never reused after a delete (migration 0002)
 )
 
 templates = Table(
@@ -47,4 +48,5 @@ templates = Table(
     Column("owner_id", Integer, ForeignKey("users.id", ondelete="SET NULL"), nullable=True, index=True),
     Column("created_at", DateTime(timezone=True), nullable=False, default=utcnow),
     Column("updated_at", DateTime(timezone=True), nullable=False, default=utcnow, onupdate=utcnow),
+    sqlite_autoincrement=True,
 )

@@ -69,11 +69,14 @@ def window_of(limit: int, expiry: int, counts: tuple[int, float, int, float]) ->
     """Remaining hits and the next reset, as limits' sliding-window counter computes them."""
     previous_count, previous_ttl, current_count, current_ttl = counts
     weighted = previous_count * previous_ttl / expiry + current_count
+    # `x % period or period`: a TTL that is a whole number of periods (a window opened this very
+    # millisecond has exactly 2 x expiry left) is a full period away, not "now".
     reset_in = math.inf
     if previous_count:
-        reset_in = previous_ttl % (expiry / previous_count)
+        period = expiry / previous_count
+        reset_in = previous_ttl % period or period
     if current_count:
-        reset_in = min(reset_in, current_ttl % expiry)
+        reset_in = min(reset_in, current_ttl % expiry or expiry)
     reset_in = 0.0 if reset_in == math.inf else reset_in
     return Window(limit, max(0, limit - math.floor(weighted)), time.time() + reset_in, expiry)
 

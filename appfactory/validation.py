@@ -8,6 +8,7 @@ from typing import Any
 
 from flask import request
 
+from appfactory.config import readable
 from appfactory.errors import ApiError
 
 
@@ -29,7 +30,8 @@ def json_body(allowed: Iterable[str] | None = None) -> dict[str, Any]:
             raise ApiError(400, "The request body is empty; send a JSON object.")
         raise ApiError(400, "The request body is not valid JSON.")
     if not isinstance(body, dict):
-        raise ApiError(422, "The request body must be a JSON object.", field="body")
+        kind = "an array" if isinstance(body, list) else "a single value"
+        raise ApiError(422, f"The request body must be a JSON object, not {kind}.")
     if allowed is not None:
         unknown = sorted(set(body) - set(allowed))
         if unknown:
@@ -101,7 +103,7 @@ def number_field(
     if isinstance(value, float) and not math.isfinite(value):
         raise invalid(name, "must be a finite number")
     if value < minimum or value > maximum:
-        raise invalid(name, f"must be between {minimum:g} and {maximum:g}")
+        raise invalid(name, f"must be between {readable(minimum)} and {readable(maximum)}")
     return value
 
 

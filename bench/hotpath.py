@@ -16,11 +16,13 @@ difference of the two totals divided by the difference of N is the instructions 
 from __future__ import annotations
 
 import argparse
+import atexit
 import cProfile
 import io
 import logging
 import os
 import pstats
+import shutil
 import sys
 import tempfile
 import time
@@ -36,7 +38,10 @@ HIT_PATH = "/api/v1/ai/generate?prompt=hot-path"
 
 def build(path: str, redis_url: str, namespace: str, database_url: str) -> Callable[[], bytes]:
     """The app, warmed on `path`; returns a function serving one request and returning its body."""
-    os.environ.setdefault("PROMETHEUS_MULTIPROC_DIR", tempfile.mkdtemp(prefix="hotpath-metrics-"))
+    if "PROMETHEUS_MULTIPROC_DIR" not in os.environ:
+        directory = tempfile.mkdtemp(prefix="hotpath-metrics-")
+        atexit.register(shutil.rmtree, directory, ignore_errors=True)
+        os.environ["PROMETHEUS_MULTIPROC_DIR"] = directory
     from appfactory import create_app
     from appfactory.migrate import upgrade
 

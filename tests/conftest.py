@@ -16,6 +16,18 @@ from appfactory.models import metadata
 from tests.support.services import PostgresDatabase
 
 
+def pytest_unconfigure(config):
+    """Leave nothing in the temp folder: pytest empties its per-user folder (retention "none") only."""
+    import getpass
+    import os
+    import tempfile
+
+    try:
+        os.rmdir(os.path.join(tempfile.gettempdir(), f"pytest-of-{getpass.getuser()}"))
+    except OSError:  # not empty (another session's), or not there
+        pass
+
+
 @pytest.fixture(scope="session", autouse=True)
 def _forget_test_keys():
     """Delete what the session's apps left in the shared Redis (the hit counters outlive a test)."""
@@ -100,6 +112,24 @@ def app(database_url):
 @pytest.fixture
 def client(app):
     return app.test_client()
+
+
+@pytest.fixture
+def shared_app(database_url):
+    """The app with the shared cache and limits on the machine's Redis, as several workers run it."""
+    from tests.support.services import REDIS_URL, require_redis
+
+    require_redis()
+    app = create_app(base_overrides(DATABASE_URL=database_url, REDIS_URL=REDIS_URL))
+    yield app
+    app.extensions["db"].dispose()
+    app.extensions["response_cache"].counters.flush()
+    app.extensions["redis"].client.close()
+
+
+@pytest.fixture
+def shared_client(shared_app):
+    return shared_app.test_client()
 
 
 @pytest.fixture

@@ -222,20 +222,20 @@ def test_concurrent_misses_share_the_owner_failure_once(workers):
     assert len(calls) == 2
 
 
-def test_templates_list_is_cached_and_every_write_invalidates_it(client):
-    assert client.get("/api/v1/templates").headers["X-Cache"] == "MISS"
-    assert client.get("/api/v1/templates").headers["X-Cache"] == "HIT"
-    assert client.get("/api/v1/templates?offset=0&limit=20").headers["X-Cache"] == "MISS"
-    assert client.get("/api/v1/templates?limit=20&offset=0").headers["X-Cache"] == "HIT"
-    created = client.post("/api/v1/templates", json={"name": "a", "body": "b"}).get_json()
-    listing = client.get("/api/v1/templates")
+def test_templates_list_is_cached_and_every_write_invalidates_it(shared_client):
+    assert shared_client.get("/api/v1/templates").headers["X-Cache"] == "MISS"
+    assert shared_client.get("/api/v1/templates").headers["X-Cache"] == "HIT"
+    assert shared_client.get("/api/v1/templates?offset=0&limit=20").headers["X-Cache"] == "MISS"
+    assert shared_client.get("/api/v1/templates?limit=20&offset=0").headers["X-Cache"] == "HIT"
+    created = shared_client.post("/api/v1/templates", json={"name": "a", "body": "b"}).get_json()
+    listing = shared_client.get("/api/v1/templates")
     assert listing.headers["X-Cache"] == "MISS" and listing.get_json()["total"] == 1
-    client.patch(f"/api/v1/templates/{created['id']}", json={"body": "changed"})
-    assert client.get("/api/v1/templates").get_json()["items"][0]["body"] == "changed"
-    client.put(f"/api/v1/templates/{created['id']}", json={"name": "z", "body": "put"})
-    assert client.get("/api/v1/templates").get_json()["items"][0]["name"] == "z"
-    client.delete(f"/api/v1/templates/{created['id']}")
-    assert client.get("/api/v1/templates").get_json()["total"] == 0
+    shared_client.patch(f"/api/v1/templates/{created['id']}", json={"body": "changed"})
+    assert shared_client.get("/api/v1/templates").get_json()["items"][0]["body"] == "changed"
+    shared_client.put(f"/api/v1/templates/{created['id']}", json={"name": "z", "body": "put"})
+    assert shared_client.get("/api/v1/templates").get_json()["items"][0]["name"] == "z"
+    shared_client.delete(f"/api/v1/templates/{created['id']}")
+    assert shared_client.get("/api/v1/templates").get_json()["total"] == 0
 
 
 def test_bad_query_on_a_cached_list_is_not_cached(client):
@@ -243,17 +243,17 @@ def test_bad_query_on_a_cached_list_is_not_cached(client):
     assert client.get("/api/v1/templates?limit=abc").status_code == 422
 
 
-def test_user_profile_is_cached_and_writes_invalidate_it(client):
-    user = client.post("/api/v1/users", json={"email": "ada@example.com", "name": "Ada"}).get_json()
+def test_user_profile_is_cached_and_writes_invalidate_it(shared_client):
+    user = shared_client.post("/api/v1/users", json={"email": "ada@example.com", "name": "Ada"}).get_json()
     path = f"/api/v1/users/{user['id']}"
-    assert client.get(path).headers["X-Cache"] == "MISS"
-    hit = client.get(path)
+    assert shared_client.get(path).headers["X-Cache"] == "MISS"
+    hit = shared_client.get(path)
     assert hit.headers["X-Cache"] == "HIT" and hit.get_json()["email"] == "ada@example.com"
-    client.patch(path, json={"name": "Ada L."})
-    fresh = client.get(path)
+    shared_client.patch(path, json={"name": "Ada L."})
+    fresh = shared_client.get(path)
     assert fresh.headers["X-Cache"] == "MISS" and fresh.get_json()["name"] == "Ada L."
-    client.delete(path)
-    assert client.get(path).status_code == 404
+    shared_client.delete(path)
+    assert shared_client.get(path).status_code == 404
 
 
 def test_redis_down_serves_uncached_without_errors(new_app):

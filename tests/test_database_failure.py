@@ -7,8 +7,9 @@ import time
 import pytest
 import requests
 
+from tests.conftest import key_namespace
 from tests.support.gunicorn import Gunicorn
-from tests.support.services import PostgresServer
+from tests.support.services import REDIS_URL, PostgresServer
 
 pytestmark = pytest.mark.slow
 
@@ -29,7 +30,13 @@ def _wait_until(check, timeout: float) -> float:
 
 
 def test_postgresql_restart_degrades_then_heals_without_a_service_restart(pg_server):
-    env = {"DATABASE_URL": pg_server.url, "LOG_LEVEL": "WARNING", "RATE_LIMIT_PER_MINUTE": "100000"}
+    env = {
+        "DATABASE_URL": pg_server.url,
+        "LOG_LEVEL": "WARNING",
+        "RATE_LIMIT_PER_MINUTE": "100000",
+        "REDIS_URL": REDIS_URL,  # several workers need the shared Redis
+        "CACHE_NAMESPACE": key_namespace(),
+    }
     with Gunicorn(env, workers=2) as server:
         session = requests.Session()
         created = session.post(f"{server.url}/api/v1/templates", json={"name": "t", "body": "b"}, timeout=10)

@@ -11,14 +11,24 @@ import pytest
 import requests
 
 from bench import probes
+from tests.conftest import key_namespace
 from tests.support.gunicorn import Gunicorn
+from tests.support.services import REDIS_URL
 from tests.support.sockets import ESTABLISHED, LISTEN, listening_sockets, sockets_by_pid
 
 pytestmark = pytest.mark.slow
 
 
 def _env(database_url: str, **extra: str) -> dict[str, str]:
-    return {"DATABASE_URL": database_url, "LOG_LEVEL": "WARNING", "RATE_LIMIT_PER_MINUTE": "100000", **extra}
+    # Several workers need the shared Redis (without it the service refuses more than one).
+    return {
+        "DATABASE_URL": database_url,
+        "LOG_LEVEL": "WARNING",
+        "RATE_LIMIT_PER_MINUTE": "100000",
+        "REDIS_URL": REDIS_URL,
+        "CACHE_NAMESPACE": key_namespace(),
+        **extra,
+    }
 
 
 def _exercise_api(base: str) -> None:

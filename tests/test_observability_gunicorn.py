@@ -15,7 +15,9 @@ import requests
 from prometheus_client.mmap_dict import MmapedDict, mmap_key
 from prometheus_client.parser import text_string_to_metric_families
 
+from tests.conftest import key_namespace
 from tests.support.gunicorn import Gunicorn
+from tests.support.services import REDIS_URL
 from tests.test_metrics import TEMPLATE_ROUTE, promtool_check
 
 pytestmark = pytest.mark.slow
@@ -27,6 +29,8 @@ REQUEST_KEYS = {"method", "path", "status", "duration_ms", "remote_addr", "cache
 def _env(tmp_path: Path, **extra: str) -> dict[str, str]:
     return {
         "DATABASE_URL": f"sqlite:///{tmp_path / 'app.db'}",
+        "REDIS_URL": REDIS_URL,  # several workers need the shared Redis
+        "CACHE_NAMESPACE": key_namespace(),
         "PROMETHEUS_MULTIPROC_DIR": str(tmp_path / "prometheus"),
         "LOG_LEVEL": "INFO",
         "LOG_FORMAT": "json",

@@ -126,10 +126,19 @@ def test_a_blueprint_named_ai_gets_its_own_budget(make_app):
     _assert_headers(client.get("/api/v1/templates"), 10, 9)
 
 
-def test_memory_limits_are_divided_among_workers(make_app):
-    client = make_app(RATE_LIMIT_PER_MINUTE=60, WEB_CONCURRENCY=4).test_client()
+def test_while_redis_is_away_each_worker_enforces_its_share_of_the_limit(make_app):
+    from tests.support.services import free_port
+
+    unreachable = f"redis://127.0.0.1:{free_port()}/0"
+    client = make_app(RATE_LIMIT_PER_MINUTE=60, WEB_CONCURRENCY=4, REDIS_URL=unreachable).test_client()
     statuses = [client.get("/api/v1/templates").status_code for _ in range(16)]
     assert statuses == [200] * 15 + [429]
+
+
+def test_without_redis_the_one_worker_enforces_the_whole_limit(make_app):
+    client = make_app(RATE_LIMIT_PER_MINUTE=20, WEB_CONCURRENCY=None).test_client()
+    statuses = [client.get("/api/v1/templates").status_code for _ in range(21)]
+    assert statuses == [200] * 20 + [429]
 
 
 def test_api_key_identity_gets_its_own_budget(make_app):

@@ -120,14 +120,14 @@ def test_sql_fragments_and_unicode_are_stored_verbatim(client):
     assert client.get("/api/v1/templates").get_json()["total"] == 1
 
 
-def test_server_timing_counts_the_database_in_every_view_that_reads_or_writes(client):
-    created = _create(client)
-    shown = client.get(created.headers["Location"])
-    listed = client.get("/api/v1/templates")
+def test_server_timing_counts_the_database_in_every_view_that_reads_or_writes(shared_client):
+    created = _create(shared_client)
+    shown = shared_client.get(created.headers["Location"])
+    listed = shared_client.get("/api/v1/templates")
     for response in (created, shown, listed):
         spans = server_timing(response)
         assert 0 < spans["db"] <= spans["app"], response.headers["Server-Timing"]
-    cached = client.get("/api/v1/templates")
+    cached = shared_client.get("/api/v1/templates")
     assert cached.headers["X-Cache"] == "HIT"
     assert "db" not in server_timing(cached)  # served from the cache: no statement ran
-    assert "db" not in server_timing(client.get("/health/live"))
+    assert "db" not in server_timing(shared_client.get("/health/live"))

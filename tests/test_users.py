@@ -18,11 +18,11 @@ def test_create_then_show(client):
     assert client.get(response.headers["Location"]).get_json() == user
 
 
-def test_server_timing_counts_the_database_until_the_profile_is_cached(client):
-    created = _create(client)
+def test_server_timing_counts_the_database_until_the_profile_is_cached(shared_client):
+    created = _create(shared_client)
     location = created.headers["Location"]
-    first, second = client.get(location), client.get(location)
-    changed = client.patch(location, json={"name": "Ada L."})
+    first, second = shared_client.get(location), shared_client.get(location)
+    changed = shared_client.patch(location, json={"name": "Ada L."})
     for response in (created, first, changed):
         spans = server_timing(response)
         assert 0 < spans["db"] <= spans["app"], response.headers["Server-Timing"]

@@ -31,7 +31,7 @@ def _template_fields(partial: bool) -> dict[str, Any]:
 
 
 @bp.get("")
-@cache_response(ttl="TEMPLATES_CACHE_TTL", key_prefix="templates")
+@cache_response(ttl="TEMPLATES_CACHE_TTL", key_prefix="templates", shared_only=True)
 def list_templates() -> dict:
     limit, offset = pagination()
     return store.list_page(limit, offset)

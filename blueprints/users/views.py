@@ -35,7 +35,9 @@ def create() -> tuple[dict, int, dict]:
     return user, 201, {"Location": url_for(".show", user_id=user["id"])}
 
 
-@cache_response(ttl="USER_CACHE_TTL", key_prefix="user", key=lambda user_id: f"{user_id}:profile")
+@cache_response(
+    ttl="USER_CACHE_TTL", key_prefix="user", key=lambda user_id: f"{user_id}:profile", shared_only=True
+)
 def _profile(user_id: int) -> dict[str, Any]:
     # The whole row is cached; what a viewer may see (the email) is decided per response.
     return store.get(user_id)

@@ -34,7 +34,8 @@ def compile_optimized_bytecode() -> None:
 class Gunicorn:
     """`gunicorn -c gunicorn.conf.py wsgi:app` with the given environment; output kept in a file."""
 
-    def __init__(self, env: dict[str, str], workers: int = 2, app: str = "wsgi:app") -> None:
+    def __init__(self, env: dict[str, str], workers: int | None = 2, app: str = "wsgi:app") -> None:
+        """`workers=None` leaves WEB_CONCURRENCY unset: the service's own default."""
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.env = {
@@ -44,6 +45,8 @@ class Gunicorn:
             "PYTHONOPTIMIZE": "2",  # as the Dockerfile runs it: no docstrings in the workers' memory
             **env,
         }
+        if workers is None:
+            del self.env["WEB_CONCURRENCY"]
         self.app = app
         self.output = tempfile.NamedTemporaryFile(prefix="gunicorn-", suffix=".log", delete=False)
         self.process: subprocess.Popen | None = None
