@@ -29,8 +29,8 @@ def _remove_own_metrics_dir() -> None:
 from gunicorn import glogging  # noqa: E402
 
 from appfactory import config as _config  # noqa: E402  ("config" is a gunicorn setting)
-from appfactory.logging import configure_logging, logging_config  # noqa: E402
-from appfactory.stdstreams import route_std_streams  # noqa: E402
+from appfactory.observability.logging import configure_logging, logging_config  # noqa: E402
+from appfactory.observability.stdstreams import route_std_streams  # noqa: E402
 
 try:
     _settings = _config.load(os.environ)
@@ -71,7 +71,8 @@ _load_worker_libraries()
 class NoAccessLog(glogging.Logger):
     """gunicorn's logger with its access log off: the app writes the one line per request."""
 
-    access_log_enabled = False
+    def access(self, resp, req, environ, request_time) -> None:
+        return None
 
 
 bind = f"0.0.0.0:{_settings['PORT']}"
@@ -140,7 +141,7 @@ def _check_connection_migration(log) -> None:
 
 
 def _migrate() -> None:
-    from appfactory.migrate import upgrade_at_start
+    from appfactory.db.migrate import upgrade_at_start
 
     url = _settings["DATABASE_URL"]
     if url is None:

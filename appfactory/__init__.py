@@ -19,13 +19,13 @@ def create_app(overrides: Mapping[str, Any] | None = None) -> Flask:
     from werkzeug.middleware.proxy_fix import ProxyFix
 
     from appfactory import config
-    from appfactory.application import ServiceFlask
     from appfactory.cli import register_cli
-    from appfactory.errors import register_error_handlers
     from appfactory.extensions import init_extensions
-    from appfactory.hooks import register_hooks
-    from appfactory.logging import configure_logging
-    from appfactory.routing import register_converters
+    from appfactory.observability.logging import configure_logging
+    from appfactory.web.application import ServiceFlask
+    from appfactory.web.errors import register_error_handlers
+    from appfactory.web.hooks import register_hooks
+    from appfactory.web.routing import register_converters
     from blueprints import register_blueprints
 
     settings = config.load(os.environ, overrides)

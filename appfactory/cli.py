@@ -6,7 +6,7 @@ import click
 from flask import Flask, current_app
 from flask.cli import AppGroup
 
-from appfactory.cachecli import cache_cli
+from appfactory.cache.cli import cache_cli
 
 db_cli = AppGroup("db", help="Database schema commands.")
 
@@ -15,7 +15,7 @@ db_cli = AppGroup("db", help="Database schema commands.")
 @click.option("--revision", default="head", show_default=True, help="Target alembic revision.")
 def upgrade(revision: str) -> None:
     """Bring the database schema up to date."""
-    from appfactory import migrate  # alembic stays out of the serving processes
+    from appfactory.db import migrate  # alembic stays out of the serving processes
 
     migrate.upgrade(current_app.config["DATABASE_URL"], revision)
     click.echo(f"database at {revision}")

@@ -1,14 +1,15 @@
-"""The import surface for extension instances, and the one place that binds them."""
+"""The extension instances, and the one place that binds them to an app, in the order they run."""
 
 from __future__ import annotations
 
 from flask import Flask
 
-from appfactory import metrics
-from appfactory.cache import answer_read_ahead, cache, init_cache
-from appfactory.db import db
+from appfactory import fastpath
+from appfactory.cache import cache, init_cache
+from appfactory.db.engine import db
+from appfactory.observability import metrics
 from appfactory.ratelimit import limiter, limiter_config
-from appfactory.redis_client import redis_client
+from appfactory.redis.client import redis_client
 
 __all__ = ["cache", "db", "init_extensions", "limiter", "redis_client"]
 
@@ -22,8 +23,12 @@ def init_extensions(app: Flask) -> None:
     for key, value in limiter_config(app.config, redis_state and redis_state.client).items():
         app.config.setdefault(key, value)
     init_cache(app)
-    limiter.init_app(app)
-    if app.extensions["response_cache"].reads_ahead:
-        # After the limiter's hook: a fresh entry its round trip read answers there, without the view.
-        app.before_request(answer_read_ahead)
+    if app.extensions["response_cache"].shared:
+        # The before-request hooks around the limiter's: plan which cache entry its Redis round trip
+        # reads for the view, then answer from that entry when it is fresh (appfactory/fastpath.py).
+        app.before_request(fastpath.plan)
+        limiter.init_app(app)
+        app.before_request(fastpath.answer)
+    else:
+        limiter.init_app(app)
     metrics.init_app(app)

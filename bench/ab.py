@@ -37,7 +37,7 @@ def _serve(conn: Connection, overrides: dict, engine_extra: dict, path: str, req
     from sqlalchemy import create_engine
 
     from appfactory import create_app
-    from appfactory.db import engine_options
+    from appfactory.db.engine import engine_options
 
     app = create_app(overrides)
     if engine_extra:

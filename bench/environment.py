@@ -8,9 +8,9 @@ from concurrent.futures import ThreadPoolExecutor
 import redis
 from sqlalchemy import create_engine
 
-from appfactory import migrate
 from appfactory.config import sqlalchemy_url
-from appfactory.models import templates
+from appfactory.db import migrate
+from appfactory.db.models import templates
 from tests.support.gunicorn import Gunicorn
 from tests.support.services import REDIS_URL, PostgresDatabase, delete_namespace, require_redis
 

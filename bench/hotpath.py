@@ -43,7 +43,7 @@ def build(path: str, redis_url: str, namespace: str, database_url: str) -> Calla
         atexit.register(shutil.rmtree, directory, ignore_errors=True)
         os.environ["PROMETHEUS_MULTIPROC_DIR"] = directory
     from appfactory import create_app
-    from appfactory.migrate import upgrade
+    from appfactory.db.migrate import upgrade
 
     upgrade(database_url)
     _seed_one_template(database_url)
@@ -96,7 +96,7 @@ def _seed_one_template(database_url: str) -> None:
     from sqlalchemy import create_engine, func, select
 
     from appfactory.config import sqlalchemy_url
-    from appfactory.models import templates
+    from appfactory.db.models import templates
 
     engine = create_engine(sqlalchemy_url(database_url))
     try:

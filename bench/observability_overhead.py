@@ -70,7 +70,8 @@ def in_process(path: str = "/health/live") -> None:
     os.environ["PROMETHEUS_MULTIPROC_DIR"] = directory  # before prometheus_client is imported
     from flask import Response
 
-    from appfactory import create_app, hooks
+    from appfactory import create_app
+    from appfactory.web import hooks
 
     print("after-request step alone, in process (min of 5 x 5000):")
     log_file = open(os.path.join(directory, "log.jsonl"), "a")

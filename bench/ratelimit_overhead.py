@@ -29,7 +29,7 @@ from tests.support.gunicorn import Gunicorn  # noqa: E402
 def stock_app():
     """The service with Flask-Limiter's stock Redis storage and header writing (for comparison)."""
     from appfactory import config, create_app
-    from appfactory.redis_client import client_options
+    from appfactory.redis.client import client_options
 
     settings = config.load(os.environ)
     return create_app(

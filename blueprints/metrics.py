@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from flask import Blueprint, Response, current_app
 
-from appfactory import metrics
 from appfactory.extensions import limiter
+from appfactory.observability import metrics
 
 bp = Blueprint("metrics", __name__)
 limiter.exempt(bp)

@@ -10,9 +10,10 @@ import uuid
 import pytest
 from sqlalchemy import create_engine, text
 
-from appfactory import create_app, migrate
+from appfactory import create_app
 from appfactory.config import sqlalchemy_url
-from appfactory.models import metadata
+from appfactory.db import migrate
+from appfactory.db.models import metadata
 from tests.support.services import PostgresDatabase
 
 
@@ -34,7 +35,7 @@ def _forget_test_keys():
     yield
     import redis
 
-    from appfactory.cachestats import FLUSH_EVERY_S
+    from appfactory.cache.stats import FLUSH_EVERY_S
     from tests.support.services import REDIS_URL, delete_namespace
 
     time.sleep(FLUSH_EVERY_S + 0.2)  # the background flushers write their last counts
@@ -55,7 +56,8 @@ def postgres():
     database.drop()
 
 
-def _truncate(url: str) -> None:
+def truncate(url: str) -> None:
+    """Empty every table and restart the ids: the next test starts from a fresh database."""
     engine = create_engine(sqlalchemy_url(url))
     with engine.begin() as conn:
         names = ", ".join(table.name for table in reversed(metadata.sorted_tables))
@@ -99,7 +101,7 @@ def database_url(request, tmp_path):
         return
     database = request.getfixturevalue("postgres")
     yield database.url
-    _truncate(database.url)
+    truncate(database.url)
 
 
 @pytest.fixture

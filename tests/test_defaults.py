@@ -7,7 +7,8 @@ import time
 import pytest
 from sqlalchemy import create_engine, text
 
-from appfactory import config, create_app, migrate
+from appfactory import config, create_app
+from appfactory.db import migrate
 from tests.conftest import base_overrides
 from tests.support.services import REDIS_URL, require_redis
 

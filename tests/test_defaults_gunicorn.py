@@ -10,7 +10,7 @@ from urllib.parse import urlsplit
 
 import pytest
 
-from tests.conftest import key_namespace
+from tests.conftest import key_namespace, truncate
 from tests.support.gunicorn import ROOT, Gunicorn
 from tests.support.services import REDIS_URL, require_redis
 from tests.support.windows import clear_of_minute_edge
@@ -92,8 +92,11 @@ def test_with_four_workers_on_postgresql_and_redis_every_read_after_a_write_show
         "RATE_LIMIT_PER_MINUTE": "100000",
         "LOG_LEVEL": "WARNING",
     }
-    with Gunicorn(env, workers=4) as server:
-        _writes_are_seen_by_every_read(server.url)
+    try:
+        with Gunicorn(env, workers=4) as server:
+            _writes_are_seen_by_every_read(server.url)
+    finally:
+        truncate(postgres.url)  # the session's database is shared with later tests
 
 
 BAD = {"DB_POOL_SIZE": "ten", "LOG_FORMAT": "xml"}

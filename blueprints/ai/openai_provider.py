@@ -7,7 +7,7 @@ import logging
 import requests
 from requests.adapters import HTTPAdapter
 
-from appfactory.errors import ApiError
+from appfactory.web.errors import ApiError
 
 log = logging.getLogger(__name__)
 

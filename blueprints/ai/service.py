@@ -9,10 +9,10 @@ from typing import Any
 
 from flask import current_app
 
-from appfactory.cache import HIT, STALE, cache_response, cache_status
-from appfactory.errors import ApiError
-from appfactory.metrics import observe_upstream
-from appfactory.timing import timed
+from appfactory.cache import HIT, STALE, cache_call, cache_status
+from appfactory.observability.metrics import observe_upstream
+from appfactory.observability.timing import timed
+from appfactory.web.errors import ApiError
 from blueprints.templates import store as template_store
 from blueprints.templates.rendering import render
 
@@ -47,7 +47,7 @@ def _answer(result: dict[str, Any], cached: bool) -> dict[str, Any]:
     }
 
 
-@cache_response(ttl="AI_CACHE_TTL", key_prefix="ai")
+@cache_call(ttl="AI_CACHE_TTL", key_prefix="ai")
 def _complete(provider_name: str, model: str, prompt: str, max_tokens: int, temperature: float) -> dict:
     # Every argument is part of the cache key: each one changes the answer.
     provider = current_app.extensions["ai_provider"]

@@ -5,10 +5,10 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from flask import current_app, g, request
+from flask import current_app, request
 
-from appfactory.cache import read_ahead
-from appfactory.validation import invalid, json_body, number_field, text_field
+from appfactory.fastpath import answers_fresh_hits
+from appfactory.web.validation import invalid, json_body, number_field, text_field
 from blueprints.ai import bp, service
 
 MAX_MODEL_CHARS = 100
@@ -35,25 +35,24 @@ def _prompt(source: Mapping[str, Any]) -> str:
 
 
 def _query() -> tuple[str, dict[str, Any]]:
-    """The GET's prompt and options, parsed once per request (the cache's read-ahead asks first)."""
-    state = g._get_current_object()
-    parsed = state.get("ai_query")
-    if parsed is None:
-        args = request.args
-        parsed = state.ai_query = (_prompt(args), _options(args))
-    return parsed
+    """The GET's prompt and options."""
+    args = request.args
+    return _prompt(args), _options(args)
 
 
+def _query_entry() -> str:
+    """The cache entry a GET reads, known before the view runs."""
+    prompt, options = _query()
+    return service.entry_key(prompt, **options)
+
+
+# A fresh cached answer is served before this view runs, on its behalf (appfactory/fastpath.py): the
+# rate limiter's Redis round trip reads the entry, so a HIT costs that one round trip.
 @bp.get("/generate")
+@answers_fresh_hits(entry_key=_query_entry, answer=service.cached_answer)
 def generate_from_query() -> dict:
     prompt, options = _query()
     return service.generate(prompt, **options)
-
-
-@read_ahead("ai.generate_from_query", answer=service.cached_answer)
-def _query_entry() -> str:
-    prompt, options = _query()
-    return service.entry_key(prompt, **options)
 
 
 @bp.post("/generate")

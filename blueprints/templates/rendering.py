@@ -7,8 +7,8 @@ import re
 from collections.abc import Mapping
 from typing import Any
 
-from appfactory.errors import ApiError
-from appfactory.validation import check_text
+from appfactory.web.errors import ApiError
+from appfactory.web.validation import check_text
 
 PLACEHOLDER = re.compile(r"\{\{\s*([A-Za-z_][A-Za-z0-9_]*)\s*\}\}")
 

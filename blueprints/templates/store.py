@@ -8,10 +8,10 @@ from sqlalchemy import bindparam, func, select
 from sqlalchemy.engine import Connection
 from sqlalchemy.exc import IntegrityError
 
-from appfactory.errors import ApiError
+from appfactory.db.models import as_utc, templates
 from appfactory.extensions import db
-from appfactory.models import as_utc, templates
-from appfactory.timing import timed
+from appfactory.observability.timing import timed
+from appfactory.web.errors import ApiError
 from blueprints.templates.rendering import variables_of
 
 _COLUMNS = (

@@ -6,8 +6,8 @@ from typing import Any
 
 from flask import url_for
 
-from appfactory.cache import cache_response, invalidate_cache
-from appfactory.validation import invalid, json_body, pagination, text_field
+from appfactory.cache import cache_view, invalidate_cache
+from appfactory.web.validation import invalid, json_body, pagination, text_field
 from blueprints.templates import bp, store
 from blueprints.templates.rendering import render
 
@@ -31,7 +31,7 @@ def _template_fields(partial: bool) -> dict[str, Any]:
 
 
 @bp.get("")
-@cache_response(ttl="TEMPLATES_CACHE_TTL", key_prefix="templates", shared_only=True)
+@cache_view(ttl="TEMPLATES_CACHE_TTL", key_prefix="templates", shared_only=True)
 def list_templates() -> dict:
     limit, offset = pagination()
     return store.list_page(limit, offset)

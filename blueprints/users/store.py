@@ -8,10 +8,10 @@ from sqlalchemy import bindparam, select
 from sqlalchemy.engine import Connection
 from sqlalchemy.exc import IntegrityError
 
-from appfactory.errors import ApiError
+from appfactory.db.models import as_utc, users
 from appfactory.extensions import db
-from appfactory.models import as_utc, users
-from appfactory.timing import timed
+from appfactory.observability.timing import timed
+from appfactory.web.errors import ApiError
 
 _COLUMNS = (users.c.id, users.c.email, users.c.name, users.c.created_at, users.c.updated_at)
 # Built once: a request only binds the id.

@@ -7,8 +7,8 @@ from typing import Any
 
 from flask import url_for
 
-from appfactory.cache import cache_response, invalidate_cache
-from appfactory.validation import invalid, json_body, text_field
+from appfactory.cache import cache_call, invalidate_cache
+from appfactory.web.validation import invalid, json_body, text_field
 from blueprints.users import bp, store
 
 _FIELDS = ("email", "name")
@@ -35,7 +35,7 @@ def create() -> tuple[dict, int, dict]:
     return user, 201, {"Location": url_for(".show", user_id=user["id"])}
 
 
-@cache_response(
+@cache_call(
     ttl="USER_CACHE_TTL", key_prefix="user", key=lambda user_id: f"{user_id}:profile", shared_only=True
 )
 def _profile(user_id: int) -> dict[str, Any]:

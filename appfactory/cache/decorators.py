@@ -1,0 +1,121 @@
+"""The caching API: `cache_view` for views, `cache_call` for functions, `invalidate_cache`."""
+
+from __future__ import annotations
+
+import functools
+import hashlib
+import json
+from collections.abc import Callable
+from typing import Any
+
+import orjson
+from flask import Response, current_app, has_request_context, request
+
+from appfactory.cache.flow import NotCacheable, ResponseCache
+from appfactory.cache.outcomes import MISS, note_status
+
+# Built once: json.dumps with options builds a new encoder per call.
+_KEY_ENCODER = json.JSONEncoder(separators=(",", ":"), default=repr)
+
+
+def cache_view(
+    ttl: int | str = "CACHE_DEFAULT_TTL", key_prefix: str = "default", shared_only: bool = False
+) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+    """Cache a view's 2xx response under `key_prefix` for `ttl` seconds (or the config key it names).
+
+    The key is a SHA-256 of the view's arguments, the path and the sorted, decoded query string.
+    `shared_only`: the response changes with writes, so it is cached only where every worker and
+    instance reads and invalidates the same entry (Redis); without Redis the view runs every time.
+    """
+    _check_prefix(key_prefix)
+
+    def decorator(view: Callable[..., Any]) -> Callable[..., Any]:
+        @functools.wraps(view)
+        def cached_view(*args: Any, **kwargs: Any) -> Any:
+            state: ResponseCache = current_app.extensions["response_cache"]
+            if shared_only and not state.shared:
+                return view(*args, **kwargs)
+            key = f"{key_prefix}:{_digest(args, kwargs, with_request=True)}"
+            compute = functools.partial(_view_result, view, *args, **kwargs)
+            try:
+                status, body, mimetype = _fetch(state, key_prefix, key, ttl, compute)
+            except NotCacheable as skip:
+                return skip.value
+            return Response(body, status, mimetype=mimetype)
+
+        return cached_view
+
+    return decorator
+
+
+def cache_call(
+    ttl: int | str = "CACHE_DEFAULT_TTL",
+    key_prefix: str = "default",
+    key: Callable[..., str] | None = None,
+    shared_only: bool = False,
+) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+    """Cache a function's result under `key_prefix` for `ttl` seconds (or the config key it names).
+
+    The key is `key(*args, **kwargs)` when given, else a SHA-256 of the arguments. Exceptions are not
+    stored. `shared_only` as for `cache_view`. The wrapper's `entry_key(*args, **kwargs)` is the
+    entry a call with those arguments reads (for `fastpath.answers_fresh_hits`).
+    """
+    _check_prefix(key_prefix)
+
+    def entry_key(*args: Any, **kwargs: Any) -> str:
+        suffix = key(*args, **kwargs) if key is not None else _digest(args, kwargs, with_request=False)
+        return f"{key_prefix}:{suffix}"
+
+    def decorator(fn: Callable[..., Any]) -> Callable[..., Any]:
+        @functools.wraps(fn)
+        def cached_call(*args: Any, **kwargs: Any) -> Any:
+            state: ResponseCache = current_app.extensions["response_cache"]
+            if shared_only and not state.shared:
+                return fn(*args, **kwargs)  # a write in another process could not reach a local copy
+            compute = functools.partial(fn, *args, **kwargs)
+            try:
+                return _fetch(state, key_prefix, entry_key(*args, **kwargs), ttl, compute)
+            except NotCacheable as skip:  # the function's answer, not to be stored
+                return skip.value
+
+        cached_call.entry_key = entry_key  # type: ignore[attr-defined]
+        return cached_call
+
+    return decorator
+
+
+def invalidate_cache(prefix: str, pattern: str = "*") -> int:
+    """Delete the entries under `prefix` whose key matches the glob `pattern`; returns how many."""
+    return current_app.extensions["response_cache"].invalidate(prefix, pattern)
+
+
+def _check_prefix(key_prefix: str) -> None:
+    if not key_prefix or ":" in key_prefix:
+        raise ValueError(f"key_prefix must be a non-empty name without ':', got {key_prefix!r}")
+
+
+def _fetch(state: ResponseCache, prefix: str, key: str, ttl: int | str, compute: Callable[[], Any]) -> Any:
+    """The value for `key`, its outcome noted for X-Cache (g outside a request: the app context's)."""
+    seconds = ttl if isinstance(ttl, int) else current_app.config[ttl]
+    note_status(MISS)  # what X-Cache says should the computation fail
+    outcome, value = state.fetch(prefix, key, seconds, compute)
+    note_status(outcome)
+    return value
+
+
+def _digest(args: tuple, kwargs: dict, with_request: bool) -> str:
+    parts: list[Any] = [args, sorted(kwargs.items())]
+    if with_request and has_request_context():
+        parts += [request.path, sorted(request.args.items(multi=True))]
+    try:
+        payload = orjson.dumps(parts, default=repr)
+    except TypeError:  # orjson.JSONEncodeError: integers beyond 64 bits, keys that are not strings
+        payload = _KEY_ENCODER.encode(parts).encode()
+    return hashlib.sha256(payload).hexdigest()
+
+
+def _view_result(view: Callable[..., Any], *args: Any, **kwargs: Any) -> tuple[int, bytes, str]:
+    response = current_app.make_response(view(*args, **kwargs))
+    if not 200 <= response.status_code < 300 or response.is_streamed:
+        raise NotCacheable(response)
+    return response.status_code, response.get_data(), response.mimetype

@@ -1,0 +1,165 @@
+"""Serve a key from the cache: fresh, stale while one worker refreshes, or computed once for all."""
+
+from __future__ import annotations
+
+import logging
+import math
+import random
+import time
+from collections.abc import Callable
+from typing import Any
+
+from appfactory.cache.outcomes import BYPASS, HIT, MISS, STALE
+from appfactory.cache.stats import Counters
+from appfactory.cache.stores import LocalStore, RedisStore, StoreDown
+from appfactory.observability.metrics import record_cache
+from appfactory.observability.timing import timed
+from appfactory.redis.breaker import Breaker
+from appfactory.redis.client import REDIS_ERRORS
+from appfactory.web.errors import ApiError
+
+log = logging.getLogger(__name__)
+
+JITTER = 0.1  # ±10% so entries written together do not expire together
+STALE_SHARE = 0.1  # an entry may be served stale for 10% of its TTL (at least a second) past its expiry
+
+Store = RedisStore | LocalStore
+now = time.time  # wall clock, shared by every worker and instance; tests replace it
+
+
+class NotCacheable(Exception):
+    """Raised by a compute function whose result is returned to its caller but never stored."""
+
+    def __init__(self, value: Any) -> None:
+        super().__init__("not cacheable")
+        self.value = value
+
+
+def expiries(ttl: int) -> tuple[float, int]:
+    """(soft expiry as Unix time, hard TTL in seconds) for an entry written now."""
+    soft = ttl * random.uniform(1 - JITTER, 1 + JITTER)
+    return now() + soft, math.ceil(soft + max(1.0, ttl * STALE_SHARE))
+
+
+class ResponseCache:
+    """The cache's state for one app: stores, breaker, counters and the single-flight bound."""
+
+    def __init__(self, store: Store, breaker: Breaker | None, counters: Counters, lock_s: float) -> None:
+        self.store = store
+        self.bypass = LocalStore(None, "bypass")
+        self.breaker = breaker
+        self.counters = counters
+        self.lock_s = lock_s
+
+    def fetch(self, prefix: str, key: str, ttl: int, compute: Callable[[], Any]) -> tuple[str, Any]:
+        """(outcome, value) for `key`; `compute` runs only when no fresh value can be had."""
+        try:
+            outcome, value = self._fetch(key, ttl, compute)
+        except NotCacheable:
+            self._count(prefix, MISS)
+            raise
+        self._count(prefix, outcome)
+        return outcome, value
+
+    def _count(self, prefix: str, outcome: str) -> None:
+        """One lookup under `prefix`, in the cache's counters and in the metrics."""
+        self.counters.add(prefix, outcome.lower())
+        record_cache(prefix, hit=outcome in (HIT, STALE))
+
+    @property
+    def shared(self) -> bool:
+        """Entries live in Redis, where every worker and instance reads and invalidates them."""
+        return isinstance(self.store, RedisStore)
+
+    def answer_fresh(self, key: str, raw: bytes) -> tuple[bool, Any]:
+        """(True, value) when `raw`, the entry for `key` read ahead of the view, is fresh: a HIT.
+
+        (False, None) otherwise, with nothing counted: the view then takes the usual way (`fetch`),
+        which also serves a stale entry, or a missing one, as it always does.
+        """
+        if not self.shared or not self.breaker.allow():
+            return False, None
+        with timed("cache"):
+            decoded, entry = self.store.decode(raw)
+        if not decoded or entry is None or entry[0] <= now():
+            return False, None
+        self.breaker.succeeded()
+        self._count(key.partition(":")[0], HIT)
+        return True, entry[1]
+
+    def _fetch(self, key: str, ttl: int, compute: Callable[[], Any]) -> tuple[str, Any]:
+        if self.breaker is not None and not self.breaker.allow():
+            return self._serve(self.bypass, key, ttl, compute, BYPASS)
+        try:
+            return self._serve(self.store, key, ttl, compute, None)
+        except StoreDown:
+            return self._serve(self.bypass, key, ttl, compute, BYPASS)
+
+    def _serve(
+        self, store: Store, key: str, ttl: int, compute: Callable[[], Any], forced: str | None
+    ) -> tuple[str, Any]:
+        with timed("cache"):
+            entry = store.get(key)
+        if self.breaker is not None and store is self.store:
+            self.breaker.succeeded()
+        if entry is None:
+            return self._fill(store, key, ttl, compute, forced)
+        if entry[0] > now():
+            return forced or HIT, entry[1]
+        return self._refresh(store, key, ttl, compute, entry[1])
+
+    def _fill(
+        self, store: Store, key: str, ttl: int, compute: Callable[[], Any], forced: str | None
+    ) -> tuple[str, Any]:
+        deadline = time.monotonic() + self.lock_s
+        while True:
+            token = store.acquire(key, self.lock_s)
+            if token is not None:
+                try:
+                    return forced or MISS, self._compute(store, key, ttl, compute)
+                except ApiError as exc:  # those waiting get this answer instead of calling again
+                    store.share_failure(key, exc)
+                    raise
+                finally:
+                    store.release(key, token)
+            entry = store.wait(key, deadline)
+            if entry is not None:
+                return forced or HIT, entry[1]
+            if time.monotonic() >= deadline:  # the owner is stuck: stop waiting for it
+                return forced or MISS, self._compute(store, key, ttl, compute)
+
+    def _refresh(
+        self, store: Store, key: str, ttl: int, compute: Callable[[], Any], stale: Any
+    ) -> tuple[str, Any]:
+        token = store.acquire(key, self.lock_s)
+        if token is None:
+            return STALE, stale  # another worker is refreshing it
+        try:
+            return MISS, self._compute(store, key, ttl, compute)
+        except NotCacheable:
+            raise
+        except Exception as exc:
+            log.warning("Cache refresh of %s failed, serving the stale value: %s", key, exc)
+            return STALE, stale
+        finally:
+            store.release(key, token)
+
+    def _compute(self, store: Store, key: str, ttl: int, compute: Callable[[], Any]) -> Any:
+        value = compute()
+        soft, hard = expiries(ttl)
+        with timed("cache"):
+            store.set(key, (soft, value), hard)
+        return value
+
+    def invalidate(self, prefix: str, pattern: str = "*") -> int:
+        """Delete the entries under `prefix` matching `pattern`; 0 when the store is down."""
+        if self.breaker is not None and not self.breaker.allow():
+            log.warning("Cache invalidation of %s:%s skipped: Redis is unavailable", prefix, pattern)
+            return 0
+        try:
+            with timed("cache"):
+                return self.store.delete(prefix, pattern)
+        except REDIS_ERRORS as exc:
+            self.breaker.failed(exc)
+            log.warning("Cache invalidation of %s:%s failed: %s", prefix, pattern, exc)
+            return 0

@@ -1,0 +1,232 @@
+"""Where cache entries and single-flight locks live: Redis, or this process."""
+
+from __future__ import annotations
+
+import fnmatch
+import glob
+import json
+import secrets
+import threading
+import time
+from collections.abc import Iterator
+from typing import Any
+
+import redis
+from cachelib import SimpleCache
+from flask import has_request_context
+
+from appfactory import fastpath
+from appfactory.compat import cachelib
+from appfactory.redis.breaker import Breaker
+from appfactory.redis.client import REDIS_ERRORS
+from appfactory.web.errors import ApiError
+
+# An entry is (soft expiry as Unix time, value); it is stale, not gone, past the soft expiry.
+Entry = tuple[float, Any]
+
+# Deletes the lock only while it still holds our token, so a late owner never frees another's lock.
+_RELEASE = "if redis.call('get', KEYS[1]) == ARGV[1] then return redis.call('del', KEYS[1]) end return 0"
+_POLL_FIRST_S, _POLL_MAX_S = 0.005, 0.05
+# How long the callers already waiting on a failed computation may read its error; never a cache entry.
+FAILURE_VISIBLE_MS = 1000
+SCAN_BATCH = 500
+# SimpleCache's threshold (CACHE_THRESHOLD in cache.setup): it holds no more keys than this at once.
+SIMPLE_CACHE_KEYS = 1000
+
+
+class StoreDown(Exception):
+    """The store did not answer; the caller serves the request uncached."""
+
+
+def redis_glob_escape(text: str) -> str:
+    """Escape Redis MATCH metacharacters so `text` matches only itself."""
+    return "".join("\\" + char if char in "*?[]\\" else char for char in text)
+
+
+class RedisStore:
+    """Entries through Flask-Caching's RedisCache; locks and scans on the same client."""
+
+    name = "redis"
+
+    def __init__(self, backend: Any, client: redis.Redis, breaker: Breaker, namespace: str) -> None:
+        self.backend = backend
+        self.client = client
+        self.breaker = breaker
+        self.entry_prefix = f"{namespace}:cache:"
+        self.lock_prefix = f"{namespace}:lock:"
+        self.failure_prefix = f"{namespace}:failed:"
+        self._release = client.register_script(_RELEASE)
+
+    def get(self, key: str) -> Entry | None:
+        if has_request_context():
+            taken, raw = fastpath.take(self.redis_key(key))
+            if taken:  # the rate limiter's round trip already read it
+                decoded, entry = cachelib.decode(self.backend, raw)
+                if decoded:
+                    return entry
+        try:
+            return self.backend.get(key)
+        except REDIS_ERRORS as exc:
+            raise self._down(exc) from exc
+
+    def decode(self, raw: bytes) -> tuple[bool, Entry | None]:
+        """An entry from the bytes another command read: (False, None) when it cannot be decoded here."""
+        return cachelib.decode(self.backend, raw)
+
+    def redis_key(self, key: str) -> str:
+        """The entry's key in Redis."""
+        return self.entry_prefix + key
+
+    def set(self, key: str, entry: Entry, hard_ttl: int) -> None:
+        try:
+            self.backend.set(key, entry, timeout=hard_ttl)
+        except REDIS_ERRORS as exc:
+            self.breaker.failed(exc)
+
+    def acquire(self, key: str, ttl_s: float) -> str | None:
+        """Take the key's compute lock (SET NX PX); the token proves ownership."""
+        token = secrets.token_hex(8)
+        try:
+            taken = self.client.set(self.lock_prefix + key, token, nx=True, px=int(ttl_s * 1000))
+        except REDIS_ERRORS as exc:
+            raise self._down(exc) from exc
+        return token if taken else None
+
+    def release(self, key: str, token: str) -> None:
+        try:
+            self._release(keys=[self.lock_prefix + key], args=[token])
+        except REDIS_ERRORS as exc:
+            self.breaker.failed(exc)  # the lock expires by itself
+
+    def share_failure(self, key: str, error: ApiError) -> None:
+        """Let the callers waiting on this computation answer with its error instead of retrying it."""
+        failure = json.dumps([error.status, error.code, error.message])
+        try:
+            self.client.set(self.failure_prefix + key, failure, px=FAILURE_VISIBLE_MS)
+        except REDIS_ERRORS as exc:
+            self.breaker.failed(exc)
+
+    def wait(self, key: str, deadline: float) -> Entry | None:
+        """Poll until the entry appears, the lock holder gives up, or the deadline passes."""
+        pause = _POLL_FIRST_S
+        try:
+            while time.monotonic() < deadline:
+                time.sleep(pause)
+                if (entry := self.backend.get(key)) is not None:
+                    return entry
+                if not self.client.exists(self.lock_prefix + key):
+                    return self._outcome(key)
+                pause = min(pause * 2, _POLL_MAX_S)
+        except REDIS_ERRORS as exc:
+            raise self._down(exc) from exc
+        return None
+
+    def _outcome(self, key: str) -> Entry | None:
+        if (entry := self.backend.get(key)) is not None:
+            return entry
+        if (failure := self.client.get(self.failure_prefix + key)) is not None:
+            status, code, message = json.loads(failure)
+            raise ApiError(status, message, code)
+        return None
+
+    def keys(self, prefix: str | None = None, pattern: str = "*") -> Iterator[str]:
+        """Entry keys (without the namespace) under `prefix` (all when None) matching `pattern`."""
+        skip = len(self.entry_prefix)
+        for full in self.client.scan_iter(self._match(prefix, pattern), count=SCAN_BATCH):
+            yield full.decode()[skip:]
+
+    def delete(self, prefix: str | None = None, pattern: str = "*") -> int:
+        """UNLINK the matching entries in SCAN-sized batches; never KEYS or FLUSHDB."""
+        deleted, batch = 0, []
+        for full in self.client.scan_iter(self._match(prefix, pattern), count=SCAN_BATCH):
+            batch.append(full)
+            if len(batch) >= SCAN_BATCH:
+                deleted += self.client.unlink(*batch)
+                batch = []
+        if batch:
+            deleted += self.client.unlink(*batch)
+        return deleted
+
+    def _match(self, prefix: str | None, pattern: str) -> str:
+        base = redis_glob_escape(self.entry_prefix)
+        return base + "*" if prefix is None else f"{base}{redis_glob_escape(prefix)}:{pattern}"
+
+    def _down(self, exc: BaseException) -> StoreDown:
+        self.breaker.failed(exc)
+        return StoreDown(str(exc))
+
+
+class _Flight:
+    def __init__(self) -> None:
+        self.done = threading.Event()
+        self.entry: Entry | None = None
+        self.error: ApiError | None = None
+
+
+class LocalStore:
+    """SimpleCache (or nothing, when Redis is down) with single flight between this process's threads."""
+
+    def __init__(self, backend: SimpleCache | None, name: str) -> None:
+        self.backend = backend
+        self.name = name
+        self._flights: dict[str, _Flight] = {}
+        self._lock = threading.Lock()
+        # SimpleCache cannot list its keys: the ones written are noted here (the CLI's listing).
+        self._written: set[str] = set()
+
+    def get(self, key: str) -> Entry | None:
+        return self.backend.get(key) if self.backend is not None else None
+
+    def decode(self, raw: bytes) -> tuple[bool, Entry | None]:
+        return False, None  # nothing is read ahead of a process's own memory
+
+    def set(self, key: str, entry: Entry, hard_ttl: int) -> None:
+        if self.backend is not None:
+            self.backend.set(key, entry, timeout=hard_ttl)
+            with self._lock:
+                self._written.add(key)
+                if len(self._written) > 2 * SIMPLE_CACHE_KEYS:  # forget what SimpleCache evicted
+                    self._written = {name for name in self._written if self.backend.has(name)}
+        if (flight := self._flights.get(key)) is not None:
+            flight.entry = entry  # waiters read it here even when nothing is stored
+
+    def acquire(self, key: str, ttl_s: float) -> _Flight | None:
+        with self._lock:
+            if key in self._flights:
+                return None
+            flight = self._flights[key] = _Flight()
+            return flight
+
+    def release(self, key: str, token: _Flight) -> None:
+        with self._lock:
+            if self._flights.get(key) is token:
+                del self._flights[key]
+        token.done.set()
+
+    def share_failure(self, key: str, error: ApiError) -> None:
+        if (flight := self._flights.get(key)) is not None:
+            flight.error = error
+
+    def wait(self, key: str, deadline: float) -> Entry | None:
+        flight = self._flights.get(key)
+        if flight is None:
+            return self.get(key)
+        flight.done.wait(max(0.0, deadline - time.monotonic()))
+        if flight.entry is None and (error := flight.error) is not None:
+            raise ApiError(error.status, error.message, error.code, **error.details)
+        return flight.entry or self.get(key)
+
+    def keys(self, prefix: str | None = None, pattern: str = "*") -> Iterator[str]:
+        if self.backend is None:
+            return iter(())
+        match = "*" if prefix is None else f"{glob.escape(prefix)}:{pattern}"
+        with self._lock:
+            names = list(self._written)
+        return (name for name in names if fnmatch.fnmatchcase(name, match) and self.backend.has(name))
+
+    def delete(self, prefix: str | None = None, pattern: str = "*") -> int:
+        names = list(self.keys(prefix, pattern))
+        deleted = sum(bool(self.backend.delete(name)) for name in names)
+        with self._lock:
+            self._written.difference_update(names)
+        return deleted

@@ -1,0 +1,107 @@
+"""redis-py: the rate limiter's script on a connection that stays with the calling thread.
+
+redis-py checks a connection out of its pool for every command: a lock, a readiness poll (one system
+call), connection-count bookkeeping and an event on release. The limiter's script runs on every API
+request, so each thread takes one connection from the pool once and keeps it, reading the
+connection's socket (`Connection._sock`, private) to check it and to let the kernel bound its waits.
+The public way is redis-py's own `Script`, a pool checkout per call (docs/compat.md).
+"""
+
+from __future__ import annotations
+
+import os
+import select
+import socket
+import struct
+import threading
+import time
+from collections.abc import Callable
+from typing import Any
+
+import redis
+from redis.connection import Connection
+from redis.exceptions import NoScriptError, ResponseError
+
+from appfactory.compat import fast_path
+
+TESTED = "8.1.0"
+FAST = fast_path("redis", TESTED)
+
+# A pinned connection unused for this long is checked before its next call (one poll of its socket).
+CHECK_IDLE_AFTER_S = 1.0
+
+
+def script(client: redis.Redis, source: str) -> Callable[[list[str], list[Any]], Any]:
+    """`source` as a callable `(keys, args) -> reply`: pinned per thread, or redis-py's Script."""
+    if FAST:
+        return PinnedScript(client, source)
+    registered = client.register_script(source)
+    return lambda keys, args: registered(keys=keys, args=args)
+
+
+def _quiet(conn: Connection) -> bool:
+    """Whether nothing is waiting on the connection's socket: no end of file, no stray reply."""
+    sock = conn._sock
+    if sock is None:
+        return True  # not connected: the next command connects
+    poller = select.poll()
+    poller.register(sock, select.POLLIN)
+    return not poller.poll(0)
+
+
+class PinnedScript:
+    """A Lua script run with EVALSHA on a Redis connection that stays with the calling thread.
+
+    A connection that failed is closed and reconnects on its next command; one left idle for over
+    CHECK_IDLE_AFTER_S is checked first, as the pool checks at checkout; a forked child takes its own.
+    """
+
+    def __init__(self, client: redis.Redis, source: str) -> None:
+        self.pool = client.connection_pool
+        self.script = client.register_script(source)  # its sha, and EVAL when Redis lost the script
+        self._local = threading.local()
+
+    def __call__(self, keys: list[str], args: list[Any]) -> Any:
+        conn = self._connection()
+        try:
+            conn.send_command("EVALSHA", self.script.sha, len(keys), *keys, *args)
+            try:
+                return conn.read_response()
+            except NoScriptError:  # Redis restarted or SCRIPT FLUSH: the source loads it again
+                conn.send_command("EVAL", self.script.script, len(keys), *keys, *args)
+                return conn.read_response()
+        except ResponseError:
+            raise  # Redis answered: the connection is in step
+        except BaseException:
+            conn.disconnect()  # a reply may be half read: never hand that to the next command
+            raise
+
+    def _connection(self) -> Connection:
+        local = self._local
+        now = time.monotonic()
+        if getattr(local, "pid", None) != os.getpid():  # first use in this thread, or a forked child
+            conn = self.pool.get_connection()
+            conn.register_connect_callback(self._kernel_timeouts)
+            self._kernel_timeouts(conn)
+            local.conn, local.pid = conn, os.getpid()
+        elif now - local.used > CHECK_IDLE_AFTER_S and not _quiet(local.conn):
+            # The server closed it meanwhile (a restart, its idle timeout), as the pool would find at
+            # checkout: reconnect now rather than fail this call. Busy connections skip the check.
+            local.conn.disconnect()
+        local.used = now
+        return local.conn
+
+    def _kernel_timeouts(self, conn: Connection) -> None:
+        """Let the kernel bound each send and receive (SO_SNDTIMEO/SO_RCVTIMEO) on a blocking socket.
+
+        A Python socket with a timeout polls before every send and receive: two more system calls per
+        round trip, each one a point where the thread gives up the GIL and may wait to get it back.
+        """
+        sock = conn._sock
+        timeout = conn.socket_timeout
+        if sock is None or not timeout:
+            return
+        bound = struct.pack("ll", int(timeout), int(timeout % 1 * 1_000_000))
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVTIMEO, bound)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDTIMEO, bound)
+        sock.settimeout(None)

@@ -1,0 +1,1 @@
+"""The database: the pooled engine and its health probe, the tables, the migrations."""

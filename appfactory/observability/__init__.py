@@ -1,0 +1,1 @@
+"""Observability: JSON logs, the standard streams routed into them, Prometheus metrics, Server-Timing."""

@@ -1,0 +1,9 @@
+"""Rate limits: Flask-Limiter with one budget per client, exact across workers through Redis.
+
+`limiter` is the extension; `policy_limit` gives a blueprint or view a budget of its own. The
+counters (storage.py), the headers (headers.py) and docs/ratelimit.md say how.
+"""
+
+from appfactory.ratelimit.limiter import client_key, limiter, limiter_config, policy_limit, storage_name
+
+__all__ = ["client_key", "limiter", "limiter_config", "policy_limit", "storage_name"]

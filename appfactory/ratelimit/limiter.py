@@ -1,0 +1,139 @@
+"""Flask-Limiter: one budget per client, exact across workers through Redis; policies and exemptions."""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Callable
+from typing import Any
+
+from flask import Flask, Response, current_app, g, request
+from flask_limiter import Limit, RequestLimit
+from prometheus_client import Counter
+from redis import Redis
+
+from appfactory.compat.flask_limiter import limiter_base
+from appfactory.ratelimit.headers import breach_message, policy_of, write_headers
+
+# Blueprints that get a budget of their own instead of the default one: name -> config key.
+POLICIES = {"ai": "RATE_LIMIT_AI_PER_MINUTE"}
+EXEMPT_PATHS = ("/health", "/metrics")
+
+limited_total = Counter(
+    "aigen_ratelimit_limited_total", "Requests refused with 429 by a rate limit", ["policy"]
+)
+
+
+def client_key() -> str:
+    """The API key once identity has set g.api_key_id, else the client address after ProxyFix."""
+    key_id = g._get_current_object().get("api_key_id")
+    if key_id is not None:
+        return f"key:{key_id}"
+    return request.remote_addr or "unknown"
+
+
+@functools.cache
+def per_minute(config_key: str) -> Callable[[], str]:
+    """A limit provider reading `config_key` (requests per minute) from the current app."""
+
+    def provider() -> str:
+        config = current_app.config
+        return f"{config.get(config_key) or config['RATE_LIMIT_PER_MINUTE']}/minute"
+
+    return provider
+
+
+@functools.cache
+def _scope(config_key: str, name: str) -> Callable[[str], str]:
+    """The budget's name: its own when `config_key` is set, else the default budget, shared."""
+
+    def scope(_endpoint: str) -> str:
+        return name if current_app.config.get(config_key) else "default"
+
+    return scope
+
+
+def _request_identifier() -> str:
+    # Unknown paths and methods under /api/ have no endpoint; name them so they are limited too.
+    req = request._get_current_object()
+    if req.endpoint:
+        return req.endpoint
+    return "api" if req.path.startswith("/api/") else ""
+
+
+def _breach_message() -> str:
+    return breach_message(limiter.current_limit)
+
+
+def _count_breach(limit: RequestLimit) -> None:
+    limited_total.labels(policy_of(limit)).inc()
+
+
+def policy_limit(config_key: str, name: str) -> Any:
+    """A budget named `name` of `config_key` requests per minute, for a view or a blueprint."""
+    return limiter.shared_limit(
+        per_minute(config_key), scope=_scope(config_key, name), error_message=_breach_message
+    )
+
+
+class ServiceLimiter(limiter_base()):  # type: ignore[misc]
+    """Flask-Limiter with the response headers written from the hit's own window."""
+
+    def init_app(self, app: Flask) -> None:
+        super().init_app(app)
+        app.extensions["ratelimit"] = self.storage if self.enabled else None
+        if self.enabled:
+            app.after_request(_write_headers)
+
+
+limiter = ServiceLimiter(
+    client_key,
+    default_limits=[
+        Limit(
+            per_minute("RATE_LIMIT_PER_MINUTE"),
+            scope="default",
+            shared=True,
+            error_message=_breach_message,
+        )
+    ],
+    request_identifier=_request_identifier,
+    on_breach=_count_breach,
+)
+for _name, _key in POLICIES.items():
+    limiter.limit_manager.add_blueprint_limit(_name, policy_limit(_key, _name))
+
+
+@limiter.request_filter
+def _exempt() -> bool:
+    path = request.path
+    return any(path == base or path.startswith(base + "/") for base in EXEMPT_PATHS)
+
+
+def _write_headers(response: Response) -> Response:
+    return write_headers(response, limiter.current_limit)
+
+
+def limiter_config(config: dict[str, Any], redis: Redis | None = None) -> dict[str, Any]:
+    """Flask-Limiter keys derived from the service's settings; counters share the app's Redis pool."""
+    options: dict[str, Any] = {
+        "workers": config["WEB_CONCURRENCY"],
+        "retry_after": config["REDIS_RETRY_AFTER_S"],
+        "key_prefix": f"{config['CACHE_NAMESPACE']}:rl",
+    }
+    if redis is not None:  # its connections already carry the service's short timeouts
+        options["connection_pool"] = redis.connection_pool
+    return {
+        "RATELIMIT_STORAGE_URI": f"aigen+{config.get('REDIS_URL') or 'memory://'}",
+        "RATELIMIT_STORAGE_OPTIONS": options,
+        "RATELIMIT_STRATEGY": "sliding-window-counter",
+        # Written by _write_headers from the hit's own result (Flask-Limiter would ask Redis again).
+        "RATELIMIT_HEADERS_ENABLED": False,
+        "RATELIMIT_SWALLOW_ERRORS": True,
+    }
+
+
+def storage_name() -> str:
+    """'redis', 'memory' or 'memory-fallback' ('disabled' when RATELIMIT_ENABLED is false)."""
+    storage = current_app.extensions.get("ratelimit")
+    if storage is None:
+        return "disabled"
+    return getattr(storage, "mode", "memory")

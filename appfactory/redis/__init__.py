@@ -1,0 +1,1 @@
+"""Redis: the client with its short timeouts, and the circuit breaker around it."""

@@ -1,0 +1,76 @@
+"""Redis: one connection pool per app, with short timeouts and a circuit breaker."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+import redis
+from flask import Flask, current_app
+
+from appfactory.redis.breaker import Breaker
+
+REDIS_ERRORS = (redis.RedisError, OSError)
+
+
+def client_options(config: dict[str, Any]) -> dict[str, Any]:
+    """Timeouts every Redis client of the service shares: fail in milliseconds, not seconds."""
+    timeout = config["REDIS_TIMEOUT_MS"] / 1000.0
+    return {
+        "socket_connect_timeout": timeout,
+        "socket_timeout": timeout,
+        "retry_on_timeout": False,
+        "retry": None,
+        "health_check_interval": 30,
+    }
+
+
+def build_client(config: dict[str, Any]) -> redis.Redis:
+    """A client for REDIS_URL with the service's timeouts."""
+    return redis.Redis.from_url(config["REDIS_URL"], **client_options(config))
+
+
+class RedisClient:
+    """Flask extension: app.extensions['redis'] holds the client and its breaker, or None."""
+
+    def init_app(self, app: Flask) -> None:
+        if not app.config.get("REDIS_URL"):
+            app.extensions["redis"] = None
+            return
+        app.extensions["redis"] = _State(
+            build_client(app.config), Breaker("Redis", app.config["REDIS_RETRY_AFTER_S"])
+        )
+
+    @property
+    def configured(self) -> bool:
+        return current_app.extensions.get("redis") is not None
+
+    @property
+    def client(self) -> redis.Redis:
+        return current_app.extensions["redis"].client
+
+    @property
+    def breaker(self) -> Breaker:
+        return current_app.extensions["redis"].breaker
+
+    def probe(self) -> tuple[bool, float]:
+        """PING within the client's timeout; returns (answered, latency in ms)."""
+        state = current_app.extensions["redis"]
+        started = time.perf_counter()
+        try:
+            ok = bool(state.client.ping())
+        except REDIS_ERRORS as exc:
+            state.breaker.failed(exc)
+            ok = False
+        else:
+            state.breaker.succeeded()
+        return ok, round((time.perf_counter() - started) * 1000, 2)
+
+
+class _State:
+    def __init__(self, client: redis.Redis, breaker: Breaker) -> None:
+        self.client = client
+        self.breaker = breaker
+
+
+redis_client = RedisClient()

@@ -1,0 +1,1 @@
+"""The web layer: the Flask class and JSON provider, errors, request validation, request hooks."""

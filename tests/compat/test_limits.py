@@ -1,0 +1,51 @@
+"""compat.limits: the one-call acquire counts, refuses and states windows as limits' own way does."""
+
+from __future__ import annotations
+
+import time
+
+from limits import RateLimitItemPerMinute
+from limits.storage import RedisStorage
+from limits.strategies import SlidingWindowCounterRateLimiter
+
+from appfactory.compat.limits import RedisWindows, window_of
+from tests.conftest import key_namespace
+from tests.support.services import REDIS_URL, require_redis
+
+
+def test_verdicts_counts_and_windows_match_limits_own(monkeypatch):
+    require_redis()
+    prefix = key_namespace()
+    fast = RedisWindows(REDIS_URL, key_prefix=f"{prefix}:fast")
+    public = RedisStorage(REDIS_URL, key_prefix=f"{prefix}:public")
+    item = RateLimitItemPerMinute(5)
+    strategy = SlidingWindowCounterRateLimiter(public)
+    key = item.key_for("client")
+    for _ in range(7):
+        acquired, counts, read = fast.acquire_window(key, 5, 60, 1)
+        assert acquired == public.acquire_sliding_window_entry(key, 5, 60, 1)
+        assert read is None
+        assert counts[0::2] == public.get_sliding_window(key, 60)[0::2]  # the counts; TTLs differ by ms
+        stats = strategy.get_window_stats(item, "client")
+        window = window_of(5, 60, counts)
+        assert window.remaining == stats.remaining
+        assert abs(window.reset_at - stats.reset_time) < 1.0
+    fast.storage.delete(*fast.storage.keys(f"{prefix}:*"))
+
+
+def test_it_reads_the_key_it_is_given_in_the_same_call():
+    require_redis()
+    prefix = key_namespace()
+    storage = RedisWindows(REDIS_URL, key_prefix=f"{prefix}:rl")
+    storage.storage.set(f"{prefix}:entry", b"cached")
+    try:
+        assert storage.acquire_window("k", 5, 60, 1, read=f"{prefix}:entry")[2] == b"cached"
+        assert storage.acquire_window("k", 5, 60, 1, read=f"{prefix}:missing")[2] is None
+    finally:
+        storage.storage.delete(*storage.storage.keys(f"{prefix}:*"))
+
+
+def test_a_window_opened_this_millisecond_resets_a_full_window_ahead():
+    now = time.time()
+    window = window_of(10, 60, (0, 0.0, 1, 120.0))
+    assert 59.0 < window.reset_at - now <= 60.5 and window.remaining == 9

@@ -1,0 +1,47 @@
+"""The whole service on every library's public way answers exactly as on the fast paths."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+
+from tests.conftest import key_namespace
+from tests.support.gunicorn import ROOT
+from tests.support.services import require_redis
+from tests.support.windows import clear_of_minute_edge
+
+LIBRARIES = ("Flask-Limiter", "limits", "redis", "cachelib", "werkzeug", "python-json-logger")
+
+
+def _run(tmp_path, name: str, public: str | None) -> tuple[list, str]:
+    env = {key: value for key, value in os.environ.items() if key != "AIGEN_COMPAT_PUBLIC"}
+    if public is not None:
+        env["AIGEN_COMPAT_PUBLIC"] = public
+    command = [
+        sys.executable,
+        "-m",
+        "tests.support.sequence",
+        f"sqlite:///{tmp_path / name}.db",
+        key_namespace(),
+    ]
+    done = subprocess.run(command, cwd=ROOT, env=env, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    return json.loads(done.stdout), done.stderr
+
+
+def test_every_public_way_answers_as_the_fast_paths_do(tmp_path):
+    require_redis()
+    clear_of_minute_edge()
+    fast, fast_err = _run(tmp_path, "fast", None)
+    public, public_err = _run(tmp_path, "public", "all")
+    retry_in = [(a.pop("retry_in"), b.pop("retry_in")) for a, b in zip(fast, public, strict=True)]
+    assert public == fast
+    assert all((f is None) == (p is None) and abs((f or 0) - (p or 0)) <= 1 for f, p in retry_in), retry_in
+    assert [answer["status"] for answer in fast] == [200, 200, 422, 201, 200, 200, 200, 404, 429, 200]
+    assert [answer["headers"]["X-Cache"] for answer in fast[:2]] == ["MISS", "HIT"]
+    assert fast[8]["headers"]["Retry-After"] is True
+    assert "public way" not in fast_err
+    for library in LIBRARIES:
+        assert public_err.count(f"{library}: using the public way") == 1, public_err
