@@ -5,8 +5,8 @@ A cache HIT would cost two Redis round trips: the limiter's counting script, the
 view marked `@answers_fresh_hits(entry_key, answer)` names, before it runs, the entry it will read:
 
     plan      (before-request, before the limiter)  entry_key() -> the entry; a ReadAhead on the request
-    the limiter's storage                           wanted() -> that entry's Redis key, read in its script;
-                                                    deliver(raw) -> what the script found
+    the limiter's storage                           wanted() -> the ReadAhead, its Redis key read in
+                                                    the script; ahead.deliver(raw) -> what it found
     answer    (before-request, after the limiter)   a fresh entry -> answer(value), the view never runs
     the cache's store (the view ran: stale, absent) take(redis_key) -> the raw value, no second GET
 
@@ -41,6 +41,10 @@ class ReadAhead:
         self.read = False  # whether a round trip read it; `raw` is then its bytes, or None (absent)
         self.raw: bytes | None = None
 
+    def deliver(self, raw: bytes | None) -> None:
+        """What the limiter's round trip read for `redis_key` (None: no such entry)."""
+        self.read, self.raw = True, raw
+
 
 def answers_fresh_hits(
     entry_key: Callable[[], str], answer: Callable[[Any], Any]
@@ -72,22 +76,16 @@ def plan() -> None:
     setattr(g._get_current_object(), _SLOT, ReadAhead(key, redis_key, marked[1]))
 
 
-def wanted() -> str | None:
-    """For the limiter's storage: the Redis key its round trip should also read, if any."""
-    ahead = g.get(_SLOT)
-    return None if ahead is None or ahead.read else ahead.redis_key
-
-
-def deliver(raw: bytes | None) -> None:
-    """For the limiter's storage: what its round trip read for `wanted()` (None: no such entry)."""
-    ahead = g.get(_SLOT)
-    if ahead is not None:
-        ahead.read, ahead.raw = True, raw
+def wanted() -> ReadAhead | None:
+    """For the limiter's storage: the read-ahead whose `redis_key` its round trip should also read;
+    it hands what it read to `ahead.deliver(raw)`."""
+    ahead = g._get_current_object().get(_SLOT)  # one proxy lookup (hot path: docs/architecture.md)
+    return None if ahead is None or ahead.read else ahead
 
 
 def answer() -> Any:
     """Before-request hook, after the limiter's: a fresh entry answers the request; None lets the view run."""
-    ahead = g.get(_SLOT)
+    ahead = g._get_current_object().get(_SLOT)
     if ahead is None or not ahead.read or ahead.raw is None:
         return None
     found, value = current_app.extensions["response_cache"].answer_fresh(ahead.key, ahead.raw)

@@ -71,6 +71,7 @@ def _chart(results: dict, path: Path) -> None:
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    from matplotlib.ticker import FuncFormatter, LogLocator, MaxNLocator, NullFormatter
 
     measured = _measured(results)
     labels = [entry["label"] for _, entry in measured]
@@ -78,12 +79,19 @@ def _chart(results: dict, path: Path) -> None:
     fig, (left, right) = plt.subplots(1, 2, figsize=(12, 0.45 * len(measured) + 1.8), sharey=True)
     left.barh(positions, [e["median"]["rps"] for _, e in measured], color="#4c72b0")
     left.set_xlabel("requests/s (median of rounds)")
+    # At most five ticks, written 12,500 (the default ticks of a five-digit axis ran into each other).
+    left.xaxis.set_major_locator(MaxNLocator(nbins=5))
+    left.xaxis.set_major_formatter(FuncFormatter(lambda value, _: f"{value:,.0f}"))
     left.set_yticks(list(positions), labels)
     left.invert_yaxis()
     height = 0.4
     right.barh([p - height / 2 for p in positions], [e["median"]["p50_ms"] for _, e in measured], height)
     right.barh([p + height / 2 for p in positions], [e["median"]["p99_ms"] for _, e in measured], height)
     right.set_xscale("log")
+    # Plain numbers at 1, 2, 5 of each decade: the minor ticks' 2×10^0 3×10^0 ... labels overlapped.
+    right.xaxis.set_major_locator(LogLocator(base=10, subs=(1.0, 2.0, 5.0)))
+    right.xaxis.set_major_formatter(FuncFormatter(lambda value, _: f"{value:g}"))
+    right.xaxis.set_minor_formatter(NullFormatter())
     right.set_xlabel("latency, ms (log scale)")
     right.legend(["p50", "p99"], loc="best")
     plan = results["plan"]

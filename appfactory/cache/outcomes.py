@@ -9,9 +9,9 @@ HIT, MISS, STALE, BYPASS = "HIT", "MISS", "STALE", "BYPASS"
 
 def cache_status() -> str | None:
     """HIT, MISS, STALE or BYPASS for the cached call this request made, if any."""
-    return g.get("cache_status")
+    return g._get_current_object().get("cache_status")
 
 
 def note_status(outcome: str) -> None:
     """Record the request's cache outcome (X-Cache, the request line)."""
-    g.cache_status = outcome
+    g._get_current_object().cache_status = outcome

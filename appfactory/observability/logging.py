@@ -19,7 +19,6 @@ from flask import g, has_request_context
 from pythonjsonlogger.json import JsonEncoder
 from pythonjsonlogger.json import JsonFormatter as _LibraryJsonFormatter
 
-from appfactory.compat import jsonlogger as compat_jsonlogger
 from appfactory.observability.stdstreams import LoggingStream
 
 # Output keys every line has; a structured field with one of these names is written as `field_<name>`.
@@ -114,19 +113,9 @@ class JsonFormatter(_UtcTime, _LibraryJsonFormatter):
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         kwargs.setdefault("json_serializer", _encode)
         super().__init__(*args, **kwargs)
-        # (record attribute, output key) for the format's fields, renamed once instead of per line.
-        self._named = compat_jsonlogger.named_fields(self)
-        options = (self.defaults, self.static_fields, self.timestamp, self.rename_fields_keep_missing)
-        self._plain = self._named is not None and not any(options)
 
     def add_fields(self, log_data: dict[str, Any], record: logging.LogRecord, message_dict: dict) -> None:
-        attributes = record.__dict__
-        if self._plain and not message_dict and attributes.get("_only_fields"):
-            # A line from emit(): no extra attributes to merge, so the library's scan of them is skipped.
-            for name, key in self._named:
-                log_data[key] = attributes.get(name)
-        else:
-            super().add_fields(log_data, record, message_dict)
+        super().add_fields(log_data, record, message_dict)
         for key, value in _fields_of(record).items():
             log_data[_output_key(key)] = value
 
@@ -252,8 +241,7 @@ def emit(logger: logging.Logger, level: int, message: str, fields: Mapping[str, 
     `known` sets record attributes the caller already has (`request_id=`), so filters need not look.
     """
     if logger.isEnabledFor(level):
-        # Only these attributes are added, which lets JsonFormatter skip looking for others.
-        extra = {"_fields": fields, "_only_fields": True, **known}
+        extra = {"_fields": fields, **known}
         record = logger.makeRecord(logger.name, level, "", 0, message, (), None, extra=extra)
         logger.handle(record)
 

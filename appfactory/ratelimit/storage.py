@@ -28,7 +28,7 @@ _WINDOW = "rate_window"  # on g: (limit key, Window) of the request's last hit
 
 def last_window(key: str) -> Window | None:
     """The window the current request's hit on `key` left behind, if any."""
-    stored = g.get(_WINDOW)
+    stored = g._get_current_object().get(_WINDOW)
     return stored[1] if stored and stored[0] == key else None
 
 
@@ -67,7 +67,7 @@ class LimitStorage(Storage, SlidingWindowCounterSupport):
         in_request = has_request_context()
         acquired, window = self._acquire(key, limit, expiry, amount, in_request)
         if in_request and window is not None:
-            g.rate_window = (key, window)
+            g._get_current_object().rate_window = (key, window)
         return acquired
 
     def _acquire(
@@ -91,13 +91,15 @@ class LimitStorage(Storage, SlidingWindowCounterSupport):
             acquired = self.redis.acquire_sliding_window_entry(key, limit, expiry, amount)
             self._succeeded()
             return acquired, None
-        read = fastpath.wanted() if in_request else None
+        ahead = fastpath.wanted() if in_request else None
         started = time.perf_counter()
-        acquired, counts, value = self.redis.acquire_window(key, limit, expiry, amount, read)
+        acquired, counts, value = self.redis.acquire_window(
+            key, limit, expiry, amount, ahead.redis_key if ahead is not None else None
+        )
         if in_request:  # Server-Timing: the round trip that also read the cache entry ahead
             record("ratelimit", (time.perf_counter() - started) * 1000.0)
-            if read is not None:
-                fastpath.deliver(value)
+            if ahead is not None:
+                ahead.deliver(value)
         self._succeeded()
         return acquired, window_of(limit, expiry, counts)
 

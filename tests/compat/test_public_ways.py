@@ -12,7 +12,7 @@ from tests.support.gunicorn import ROOT
 from tests.support.services import require_redis
 from tests.support.windows import clear_of_minute_edge
 
-LIBRARIES = ("Flask-Limiter", "limits", "redis", "cachelib", "werkzeug", "python-json-logger")
+LIBRARIES = ("Flask-Limiter", "limits", "redis", "cachelib", "werkzeug")
 
 
 def _run(tmp_path, name: str, public: str | None) -> tuple[list, str]:

@@ -8,12 +8,11 @@ from importlib.metadata import version
 import pytest
 
 from appfactory import compat
-from appfactory.compat import cachelib, flask_limiter, jsonlogger, limits, redis, werkzeug
+from appfactory.compat import cachelib, flask_limiter, limits, redis, werkzeug
 
 MODULES = {
     "cachelib": cachelib,
     "Flask-Limiter": flask_limiter,
-    "python-json-logger": jsonlogger,
     "limits": limits,
     "redis": redis,
     "werkzeug": werkzeug,
