@@ -21,7 +21,6 @@ from typing import Any
 
 from flask import current_app, g, request
 
-from appfactory.cache.outcomes import HIT, note_status
 from appfactory.web.errors import ApiError
 
 # Attribute a marked view carries: (entry_key, answer).
@@ -91,7 +90,6 @@ def answer() -> Any:
     found, value = current_app.extensions["response_cache"].answer_fresh(ahead.key, ahead.raw)
     if not found:
         return None  # stale or unreadable: the view serves it, through the cache's usual way
-    note_status(HIT)
     return ahead.answer(value)
 
 

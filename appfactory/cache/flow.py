@@ -9,7 +9,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from appfactory.cache.outcomes import BYPASS, HIT, MISS, STALE
+from appfactory.cache.outcomes import BYPASS, HIT, MISS, STALE, note_status
 from appfactory.cache.stats import Counters
 from appfactory.cache.stores import LocalStore, RedisStore, StoreDown
 from appfactory.observability.metrics import record_cache
@@ -72,7 +72,8 @@ class ResponseCache:
         return isinstance(self.store, RedisStore)
 
     def answer_fresh(self, key: str, raw: bytes) -> tuple[bool, Any]:
-        """(True, value) when `raw`, the entry for `key` read ahead of the view, is fresh: a HIT.
+        """(True, value) when `raw`, the entry for `key` read ahead of the view, is fresh: a HIT,
+        counted and noted for X-Cache as `fetch` would.
 
         (False, None) otherwise, with nothing counted: the view then takes the usual way (`fetch`),
         which also serves a stale entry, or a missing one, as it always does.
@@ -85,6 +86,7 @@ class ResponseCache:
             return False, None
         self.breaker.succeeded()
         self._count(key.partition(":")[0], HIT)
+        note_status(HIT)
         return True, entry[1]
 
     def _fetch(self, key: str, ttl: int, compute: Callable[[], Any]) -> tuple[str, Any]:
