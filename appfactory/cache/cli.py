@@ -32,7 +32,7 @@ def _answering() -> Iterator[None]:
 def _describe(state: ResponseCache) -> str:
     if state.store.name == "redis":
         return f"backend: redis, namespace {current_app.config['CACHE_NAMESPACE']!r}"
-    return "backend: simple (this process's own memory; every server worker has its own)"
+    return "backend: simple (this process's own memory; the server's worker keeps its own, which no CLI sees)"
 
 
 @cache_cli.command("stats")
