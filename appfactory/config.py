@@ -154,11 +154,16 @@ VARS: tuple[Var, ...] = (
     Var("AI_MODEL", None, _text, "model name sent upstream"),
     Var("AI_TIMEOUT_S", 30.0, _number(0.1), "upstream timeout"),
     Var("AI_LOCAL_LATENCY_MS", 200, _integer(0), "simulated latency of the local provider"),
+    Var("AI_MAX_CONCURRENCY", None, _integer(1), "model calls a worker holds at once; default: threads ÷ 2"),
+    Var("AI_QUEUE_WAIT_MS", 20, _integer(0), "how long a call beyond the bound waits for a slot"),
+    Var("AI_RETRIES", 2, _integer(0, 10), "retries of a transient model server failure"),
+    Var("AI_BREAKER_FAILURES", 5, _integer(1), "failures in a row that open the model server's breaker"),
+    Var("AI_BREAKER_COOLDOWN_S", 30.0, _number(0.1), "how long the open breaker answers at once"),
     Var("MAX_PROMPT_CHARS", 4000, _integer(1), "longest accepted prompt"),
     Var("MAX_CONTENT_LENGTH", 1024 * 1024, _integer(1), "largest accepted request body, bytes"),
     Var("PORT", 8000, _integer(1, 65535), "gunicorn bind port"),
     Var("WEB_CONCURRENCY", None, _integer(1), "gunicorn workers; default: 1 without REDIS_URL"),
-    Var("GUNICORN_THREADS", 4, _integer(1), "threads per gthread worker"),
+    Var("GUNICORN_THREADS", 8, _integer(1), "threads per gthread worker"),
     Var("GUNICORN_REUSE_PORT", False, _flag, "a listening socket per worker (SO_REUSEPORT)"),
 )
 
@@ -198,6 +203,13 @@ def _combinations(settings: dict[str, Any]) -> list[str]:
     problems = []
     if settings["AI_PROVIDER"] == "openai" and not settings["AI_BASE_URL"]:
         problems.append("AI_BASE_URL must be set (as http://host:port/v1) when AI_PROVIDER=openai")
+    if settings["AI_MAX_CONCURRENCY"] is None:  # leave threads for HITs, probes and database reads
+        settings["AI_MAX_CONCURRENCY"] = max(1, settings["GUNICORN_THREADS"] // 2)
+    elif settings["AI_MAX_CONCURRENCY"] >= settings["GUNICORN_THREADS"]:
+        problems.append(
+            f"AI_MAX_CONCURRENCY={settings['AI_MAX_CONCURRENCY']} must be below GUNICORN_THREADS="
+            f"{settings['GUNICORN_THREADS']}: calls waiting on the model would hold every thread"
+        )
     # Without Redis each worker process would count its own rate limits and keep its own AI cache:
     # one process, its threads serving concurrency, keeps both exact (README "Workers and Redis").
     if settings["WEB_CONCURRENCY"] is None:

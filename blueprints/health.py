@@ -29,6 +29,7 @@ def _report() -> tuple[dict, int]:
         "version": current_app.config["VERSION"],
         "cache": cache_module.backend_name(),
         "rate_limit_storage": ratelimit.storage_name(),
+        "upstream": current_app.extensions["ai_guard"].state(),
         "pool": db.pool_status(),
         "latency_ms": latency,
     }

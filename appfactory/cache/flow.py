@@ -14,8 +14,8 @@ from appfactory.cache.stats import Counters
 from appfactory.cache.stores import LocalStore, RedisStore, StoreDown
 from appfactory.observability.metrics import record_cache
 from appfactory.observability.timing import timed
-from appfactory.redis.breaker import Breaker
 from appfactory.redis.client import REDIS_ERRORS
+from appfactory.resilience.breaker import Breaker
 from appfactory.web.errors import ApiError
 
 log = logging.getLogger(__name__)

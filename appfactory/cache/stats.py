@@ -10,8 +10,8 @@ from collections import Counter
 
 import redis
 
-from appfactory.redis.breaker import Breaker
 from appfactory.redis.client import REDIS_ERRORS
+from appfactory.resilience.breaker import Breaker
 
 log = logging.getLogger(__name__)
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import fnmatch
 import glob
 import json
+import os
 import secrets
 import threading
 import time
@@ -17,8 +18,8 @@ from flask import has_request_context
 
 from appfactory import fastpath
 from appfactory.compat import cachelib
-from appfactory.redis.breaker import Breaker
 from appfactory.redis.client import REDIS_ERRORS
+from appfactory.resilience.breaker import Breaker
 from appfactory.web.errors import ApiError
 
 # An entry is (soft expiry as Unix time, value); it is stale, not gone, past the soft expiry.
@@ -26,6 +27,15 @@ Entry = tuple[float, Any]
 
 # Deletes the lock only while it still holds our token, so a late owner never frees another's lock.
 _RELEASE = "if redis.call('get', KEYS[1]) == ARGV[1] then return redis.call('del', KEYS[1]) end return 0"
+# Extends the lock only while it still holds our token.
+_RENEW = """
+if redis.call('get', KEYS[1]) == ARGV[1] then return redis.call('pexpire', KEYS[1], ARGV[2]) end
+return 0
+"""
+# A compute lock lives this long unless its holder renews it: when the holder dies (SIGKILL, a lost
+# instance), the callers waiting on it notice within this time and one of them computes instead.
+LOCK_TTL_S = 5.0
+LOCK_RENEW_S = 1.5
 _POLL_FIRST_S, _POLL_MAX_S = 0.005, 0.05
 # How long the callers already waiting on a failed computation may read its error; never a cache entry.
 FAILURE_VISIBLE_MS = 1000
@@ -56,6 +66,10 @@ class RedisStore:
         self.lock_prefix = f"{namespace}:lock:"
         self.failure_prefix = f"{namespace}:failed:"
         self._release = client.register_script(_RELEASE)
+        self._renew = client.register_script(_RENEW)
+        self._held: dict[str, str] = {}  # lock key -> token, renewed while the computation runs
+        self._held_lock = threading.Lock()
+        self._keeper_pid = 0
 
     def get(self, key: str) -> Entry | None:
         if has_request_context():
@@ -84,23 +98,56 @@ class RedisStore:
             self.breaker.failed(exc)
 
     def acquire(self, key: str, ttl_s: float) -> str | None:
-        """Take the key's compute lock (SET NX PX); the token proves ownership."""
+        """Take the key's compute lock (SET NX PX); the token proves ownership.
+
+        The lock lives LOCK_TTL_S (at most `ttl_s`) and is renewed in the background while held.
+        """
         token = secrets.token_hex(8)
+        lock = self.lock_prefix + key
         try:
-            taken = self.client.set(self.lock_prefix + key, token, nx=True, px=int(ttl_s * 1000))
+            taken = self.client.set(lock, token, nx=True, px=int(min(ttl_s, LOCK_TTL_S) * 1000))
         except REDIS_ERRORS as exc:
             raise self._down(exc) from exc
-        return token if taken else None
+        if not taken:
+            return None
+        with self._held_lock:
+            self._held[lock] = token
+        self._keep_renewing()
+        return token
 
     def release(self, key: str, token: str) -> None:
+        lock = self.lock_prefix + key
+        with self._held_lock:
+            if self._held.get(lock) == token:
+                del self._held[lock]
         try:
-            self._release(keys=[self.lock_prefix + key], args=[token])
+            self._release(keys=[lock], args=[token])
         except REDIS_ERRORS as exc:
             self.breaker.failed(exc)  # the lock expires by itself
 
+    def _keep_renewing(self) -> None:
+        if self._keeper_pid == os.getpid():
+            return
+        with self._held_lock:
+            if self._keeper_pid == os.getpid():
+                return
+            self._keeper_pid = os.getpid()  # a forked worker starts its own
+        threading.Thread(target=self._renew_forever, name="cache-locks", daemon=True).start()
+
+    def _renew_forever(self) -> None:
+        while True:
+            time.sleep(LOCK_RENEW_S)
+            with self._held_lock:
+                held = list(self._held.items())
+            for lock, token in held:
+                try:
+                    self._renew(keys=[lock], args=[token, int(LOCK_TTL_S * 1000)])
+                except REDIS_ERRORS:
+                    pass  # the lock expires; a waiter takes over, as after a crash
+
     def share_failure(self, key: str, error: ApiError) -> None:
         """Let the callers waiting on this computation answer with its error instead of retrying it."""
-        failure = json.dumps([error.status, error.code, error.message])
+        failure = json.dumps([error.status, error.code, error.message, error.retry_after])
         try:
             self.client.set(self.failure_prefix + key, failure, px=FAILURE_VISIBLE_MS)
         except REDIS_ERRORS as exc:
@@ -125,8 +172,8 @@ class RedisStore:
         if (entry := self.backend.get(key)) is not None:
             return entry
         if (failure := self.client.get(self.failure_prefix + key)) is not None:
-            status, code, message = json.loads(failure)
-            raise ApiError(status, message, code)
+            status, code, message, retry_after = json.loads(failure)
+            raise ApiError(status, message, code, retry_after=retry_after)
         return None
 
     def keys(self, prefix: str | None = None, pattern: str = "*") -> Iterator[str]:
@@ -213,7 +260,9 @@ class LocalStore:
             return self.get(key)
         flight.done.wait(max(0.0, deadline - time.monotonic()))
         if flight.entry is None and (error := flight.error) is not None:
-            raise ApiError(error.status, error.message, error.code, **error.details)
+            raise ApiError(
+                error.status, error.message, error.code, retry_after=error.retry_after, **error.details
+            )
         return flight.entry or self.get(key)
 
     def keys(self, prefix: str | None = None, pattern: str = "*") -> Iterator[str]:

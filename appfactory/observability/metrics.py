@@ -45,6 +45,16 @@ UPSTREAM_SECONDS = Histogram(
     ["provider"],
     buckets=_UPSTREAM_BUCKETS,
 )
+UPSTREAM_ERRORS = Counter(
+    "aigen_upstream_errors_total",
+    "Model server calls that failed or were not made, by kind (throttled, timeout, busy, breaker_open, ...).",
+    ["kind"],
+)
+upstream_breaker_open = Gauge(
+    "aigen_upstream_breaker_open",
+    "1 while a worker's breaker for the model server is open",
+    multiprocess_mode="livemax",
+)
 POOL_CHECKED_OUT = Gauge(
     "aigen_db_pool_checked_out_connections",
     "Database connections lent out by the pools of live worker processes.",
@@ -89,6 +99,11 @@ def observe_upstream(provider: str, seconds: float) -> None:
     if child is None:
         child = _upstream_children.setdefault(provider, UPSTREAM_SECONDS.labels(provider))
     child.observe(seconds)
+
+
+def count_upstream_error(kind: str) -> None:
+    """Count one failed (or refused) model server call of `kind`."""
+    UPSTREAM_ERRORS.labels(kind).inc()
 
 
 def track_pool(engine: Engine) -> None:

@@ -14,8 +14,8 @@ from appfactory import fastpath
 from appfactory.compat import limits as compat_limits
 from appfactory.compat.limits import Window, window_of
 from appfactory.observability.timing import record
-from appfactory.redis.breaker import Breaker
 from appfactory.redis.client import REDIS_ERRORS
+from appfactory.resilience.breaker import Breaker
 
 fallback_active = Gauge(
     "aigen_ratelimit_fallback_active",

@@ -8,7 +8,7 @@ from typing import Any
 import redis
 from flask import Flask, current_app
 
-from appfactory.redis.breaker import Breaker
+from appfactory.resilience.breaker import Breaker
 
 REDIS_ERRORS = (redis.RedisError, OSError)
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import math
 
 from flask import Flask, Response, current_app
 from sqlalchemy.exc import DBAPIError, OperationalError
@@ -29,13 +30,25 @@ _CODES = {
 
 
 class ApiError(Exception):
-    """A domain failure with its HTTP status, a stable code and a human message."""
+    """A domain failure with its HTTP status, a stable code and a human message.
 
-    def __init__(self, status: int, message: str, code: str | None = None, **details: object) -> None:
+    `retry_after` (seconds) becomes the Retry-After header: when to try again makes sense.
+    """
+
+    def __init__(
+        self,
+        status: int,
+        message: str,
+        code: str | None = None,
+        *,
+        retry_after: float | None = None,
+        **details: object,
+    ) -> None:
         super().__init__(message)
         self.status = status
         self.message = message
         self.code = code or _CODES.get(status, "error")
+        self.retry_after = retry_after
         self.details = details
 
 
@@ -54,7 +67,10 @@ def _render(status: int, code: str, message: str, response: Response | None = No
 
 
 def _api_error(err: ApiError) -> Response:
-    return _render(err.status, err.code, err.message, **err.details)
+    response = _render(err.status, err.code, err.message, **err.details)
+    if err.retry_after is not None:
+        response.headers["Retry-After"] = str(max(1, math.ceil(err.retry_after)))
+    return response
 
 
 def _http_error(err: HTTPException) -> Response:

@@ -1,60 +1,170 @@
-"""The `openai` provider: any OpenAI-compatible chat-completions server."""
+"""The `openai` provider: any OpenAI-compatible chat-completions server, with retries.
+
+Transient failures (a refused connection, 429, 502, 503, 504) are retried with exponential backoff
+and jitter, honouring the server's Retry-After, as urllib3's `Retry` policy decides; the loop here
+only adds the overall deadline (AI_TIMEOUT_S from the first attempt), which `Retry` cannot know.
+"""
 
 from __future__ import annotations
 
+import json
 import logging
+import time
 
-import requests
-from requests.adapters import HTTPAdapter
+import urllib3
+from urllib3.exceptions import HTTPError, MaxRetryError, ReadTimeoutError
+from urllib3.util.retry import Retry
 
-from appfactory.web.errors import ApiError
+from blueprints.ai.providers import UpstreamError
 
 log = logging.getLogger(__name__)
 
+TRANSIENT = (429, 502, 503, 504)
+BACKOFF_S = 0.25  # first pause; then 0.5, 1, ... with up to BACKOFF_S of jitter
+BACKOFF_MAX_S = 4.0
+
 
 class OpenAIProvider:
-    """POST {base_url}/chat/completions over one pooled session per process."""
+    """POST {base_url}/chat/completions over one connection pool per process."""
 
     name = "openai"
 
     def __init__(
-        self, base_url: str, api_key: str | None, model: str | None, timeout_s: float, pool: int
+        self,
+        base_url: str,
+        api_key: str | None,
+        model: str | None,
+        timeout_s: float,
+        pool: int,
+        retries: int = 2,
     ) -> None:
-        self.url = base_url.rstrip("/") + "/chat/completions"
+        self.upstream = base_url.rstrip("/")  # in the cache key: another server's answers are not ours
+        self.url = self.upstream + "/chat/completions"
         self.default_model = model or "default"
-        self.timeout = (min(timeout_s, 5.0), timeout_s)  # (connect, read)
-        self.session = requests.Session()
-        adapter = HTTPAdapter(pool_connections=1, pool_maxsize=pool, max_retries=0)
-        self.session.mount("http://", adapter)
-        self.session.mount("https://", adapter)
+        self.timeout_s = timeout_s
+        self.connect_s = min(timeout_s, 5.0)
+        self.retry = Retry(
+            total=retries,
+            connect=retries,
+            read=0,  # a server that took the request and went silent is not asked again
+            status=retries,
+            other=0,
+            allowed_methods=frozenset({"POST"}),
+            status_forcelist=TRANSIENT,
+            backoff_factor=BACKOFF_S,
+            backoff_jitter=BACKOFF_S,
+            backoff_max=BACKOFF_MAX_S,
+            respect_retry_after_header=True,
+            retry_after_max=timeout_s,
+            raise_on_status=False,
+        )
+        self.pool = urllib3.PoolManager(maxsize=pool, block=False, retries=False)
+        self.headers = {"Content-Type": "application/json"}
         if api_key:
-            self.session.headers["Authorization"] = f"Bearer {api_key}"
+            self.headers["Authorization"] = f"Bearer {api_key}"
 
     def complete(self, prompt: str, model: str, max_tokens: int, temperature: float) -> str:
-        payload = {
-            "model": model,
-            "messages": [{"role": "user", "content": prompt}],
-            "max_tokens": max_tokens,
-            "temperature": temperature,
-        }
-        try:
-            response = self.session.post(self.url, json=payload, timeout=self.timeout)
-        except requests.Timeout:
-            raise ApiError(504, "The model server did not answer in time.") from None
-        except requests.RequestException as exc:
-            log.warning("Model server unreachable: %s", exc.__class__.__name__)
-            raise ApiError(502, "The model server could not be reached.") from None
-        if response.status_code != 200:
-            log.warning("Model server answered %s", response.status_code)
-            raise ApiError(502, f"The model server answered {response.status_code}.")
+        payload = json.dumps(
+            {
+                "model": model,
+                "messages": [{"role": "user", "content": prompt}],
+                "max_tokens": max_tokens,
+                "temperature": temperature,
+            }
+        ).encode()
+        response = self._post(payload)
+        if response.status != 200:
+            raise _refused(response, model)
         return _content(response)
 
+    def _post(self, payload: bytes) -> urllib3.BaseHTTPResponse:
+        deadline = time.monotonic() + self.timeout_s
+        retry = self.retry
+        while True:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                raise UpstreamError("timeout", 504, "The model server did not answer in time.")
+            error: Exception | None = None
+            response = None
+            try:
+                response = self.pool.request(
+                    "POST",
+                    self.url,
+                    body=payload,
+                    headers=self.headers,
+                    timeout=urllib3.Timeout(connect=min(self.connect_s, remaining), read=remaining),
+                    retries=False,
+                    preload_content=True,
+                )
+            except ReadTimeoutError:
+                raise UpstreamError("timeout", 504, "The model server did not answer in time.") from None
+            except HTTPError as exc:  # refused, reset, unresolvable: worth another try
+                error = exc
+            if response is not None and not retry.is_retry(
+                "POST", response.status, "Retry-After" in response.headers
+            ):
+                return response
+            try:
+                retry = retry.increment("POST", self.url, response=response, error=error)
+            except MaxRetryError:
+                if response is not None:
+                    return response  # the last answer, told apart by _refused
+                log.warning("Model server unreachable: %s", type(error).__name__)
+                raise UpstreamError("unreachable", 502, "The model server could not be reached.") from None
+            pause = (
+                retry.get_retry_after(response) if response is not None else None
+            ) or retry.get_backoff_time()
+            if time.monotonic() + pause >= deadline:
+                if response is not None:
+                    return response
+                raise UpstreamError("unreachable", 502, "The model server could not be reached.")
+            time.sleep(pause)
 
-def _content(response: requests.Response) -> str:
+
+def _refused(response: urllib3.BaseHTTPResponse, model: str) -> UpstreamError:
+    """The error for a non-200 answer, by kind; Retry-After where trying later can help."""
+    status = response.status
+    retry_after = _retry_after(response)
+    if status in (401, 403):
+        return UpstreamError("authentication", 502, "The model server refused the service's credentials.")
+    if status == 404:
+        return UpstreamError("unknown_model", 502, f"The model server does not serve model {model!r}.")
+    if status == 429:
+        return UpstreamError(
+            "throttled",
+            503,
+            "The model server is throttling requests; retry later.",
+            "upstream_busy",
+            retry_after=retry_after or 5,
+        )
+    if status == 503:
+        return UpstreamError(
+            "overloaded",
+            503,
+            "The model server is overloaded; retry later.",
+            "upstream_unavailable",
+            retry_after=retry_after or 5,
+        )
+    if status >= 500:
+        return UpstreamError("server_error", 502, f"The model server failed ({status}).")
+    return UpstreamError("rejected", 502, f"The model server refused the request ({status}).")
+
+
+def _retry_after(response: urllib3.BaseHTTPResponse) -> float | None:
+    value = response.headers.get("Retry-After", "")
     try:
-        text = response.json()["choices"][0]["message"]["content"]
+        return max(1.0, float(value))
+    except ValueError:
+        return None
+
+
+def _content(response: urllib3.BaseHTTPResponse) -> str:
+    try:
+        text = json.loads(response.data)["choices"][0]["message"]["content"]
     except (ValueError, KeyError, IndexError, TypeError):
-        raise ApiError(502, "The model server sent an answer that is not a chat completion.") from None
+        text = None
     if not isinstance(text, str):
-        raise ApiError(502, "The model server sent an answer that is not a chat completion.")
+        raise UpstreamError(
+            "bad_answer", 502, "The model server sent an answer that is not a chat completion."
+        )
     return text

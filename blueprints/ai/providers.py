@@ -6,10 +6,26 @@ import hashlib
 import time
 from typing import Any, Protocol
 
+from appfactory.web.errors import ApiError
+
 _WORDS = (
     "signal model answer token cache river stone light quiet rapid prompt window garden "
     "engine method orbit pattern vector amber harbor summit field thread canvas"
 ).split()
+
+
+class UpstreamError(ApiError):
+    """A model server failure, with its kind (logged and counted, never a secret).
+
+    Kinds: authentication, unknown_model, rejected, throttled, overloaded, server_error, unreachable,
+    timeout, bad_answer. The last four of those that say the server is down open the breaker.
+    """
+
+    DOWN = frozenset({"overloaded", "server_error", "unreachable", "timeout"})
+
+    def __init__(self, kind: str, status: int, message: str, code: str | None = None, **options: Any) -> None:
+        super().__init__(status, message, code, **options)
+        self.kind = kind
 
 
 class Provider(Protocol):
@@ -17,6 +33,7 @@ class Provider(Protocol):
 
     name: str
     default_model: str
+    upstream: str  # which server answers: part of the cache key
 
     def complete(self, prompt: str, model: str, max_tokens: int, temperature: float) -> str: ...
 
@@ -25,6 +42,7 @@ class LocalProvider:
     """A built-in stand-in model: a deterministic answer after a simulated latency."""
 
     name = "local"
+    upstream = "local"
 
     def __init__(self, latency_ms: int, model: str | None = None) -> None:
         self.latency_s = latency_ms / 1000.0
@@ -49,5 +67,6 @@ def build_provider(config: dict[str, Any]) -> Provider:
             config["AI_MODEL"],
             config["AI_TIMEOUT_S"],
             pool=config["GUNICORN_THREADS"],
+            retries=config["AI_RETRIES"],
         )
     return LocalProvider(config["AI_LOCAL_LATENCY_MS"], config["AI_MODEL"])

@@ -21,13 +21,14 @@ def entry_key(prompt: str, model: str | None, max_tokens: int, temperature: floa
     """The cache entry `generate` reads for these parameters."""
     provider = current_app.extensions["ai_provider"]
     model = model or provider.default_model
-    return _complete.entry_key(provider.name, model, prompt, max_tokens, temperature)
+    return _complete.entry_key(provider.name, provider.upstream, model, prompt, max_tokens, temperature)
 
 
 def generate(prompt: str, model: str | None, max_tokens: int, temperature: float) -> dict[str, Any]:
     """The answer for these parameters, from the cache when it has it."""
     provider = current_app.extensions["ai_provider"]
-    result = _complete(provider.name, model or provider.default_model, prompt, max_tokens, temperature)
+    model = model or provider.default_model
+    result = _complete(provider.name, provider.upstream, model, prompt, max_tokens, temperature)
     return _answer(result, cache_status() in (HIT, STALE))
 
 
@@ -48,13 +49,16 @@ def _answer(result: dict[str, Any], cached: bool) -> dict[str, Any]:
 
 
 @cache_call(ttl="AI_CACHE_TTL", key_prefix="ai")
-def _complete(provider_name: str, model: str, prompt: str, max_tokens: int, temperature: float) -> dict:
-    # Every argument is part of the cache key: each one changes the answer.
+def _complete(
+    provider_name: str, upstream: str, model: str, prompt: str, max_tokens: int, temperature: float
+) -> dict:
+    # Every argument is part of the cache key: each one changes the answer (`upstream`: which server).
     provider = current_app.extensions["ai_provider"]
+    guard = current_app.extensions["ai_guard"]
     started = time.perf_counter()
     try:
         with timed("upstream"):
-            text = provider.complete(prompt, model, max_tokens, temperature)
+            text = guard.call(lambda: provider.complete(prompt, model, max_tokens, temperature))
     finally:  # failed and timed-out calls count too: they are what an operator looks for
         observe_upstream(provider_name, time.perf_counter() - started)
     return {

@@ -151,16 +151,25 @@ def test_openai_provider_sends_a_chat_completion(make_client):
     assert again.headers["X-Cache"] == "HIT" and model.calls == 1
 
 
-@pytest.mark.parametrize("status", [500, 429, 200])
-def test_upstream_errors_are_502_and_never_cached(make_client, status):
+@pytest.mark.parametrize(
+    "status, answered, code, calls",
+    [
+        (500, 502, "upstream_error", 1),  # not transient: no retry
+        (200, 502, "upstream_error", 1),  # a wrong path: 404, an unknown model
+        (429, 503, "upstream_busy", 2),  # throttled: retried, then "come back later"
+        (503, 503, "upstream_unavailable", 2),
+    ],
+)
+def test_upstream_errors_are_told_apart_and_never_cached(make_client, status, answered, code, calls):
     with FakeModel(status=status) as model:
         url = model.url if status != 200 else model.url.replace("/v1", "/wrong")
-        client = make_client(AI_PROVIDER="openai", AI_BASE_URL=url)
+        client = make_client(AI_PROVIDER="openai", AI_BASE_URL=url, AI_RETRIES=1)
         responses = [client.get(f"{GENERATE}?prompt=fail") for _ in range(2)]
     for response in responses:
-        assert response.status_code == 502
-        assert response.get_json()["error"]["code"] == "upstream_error"
-    assert model.calls == 2
+        assert response.status_code == answered
+        assert response.get_json()["error"]["code"] == code
+        assert ("Retry-After" in response.headers) == (answered == 503)
+    assert model.calls == 2 * calls
 
 
 def test_upstream_timeout_is_504_and_never_cached(make_client):

@@ -9,11 +9,17 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 
 class FakeModel:
-    """Answers POST /v1/chat/completions after `delay` seconds with `status` (200 gives a completion)."""
+    """Answers POST /v1/chat/completions after `delay` seconds with `status` (200 gives a completion).
 
-    def __init__(self, delay: float = 0.0, status: int = 200) -> None:
+    `status` may be a function of (prompt, how many times that prompt was asked before) -> status;
+    `headers` go on every answer that is not a 200 (e.g. Retry-After).
+    """
+
+    def __init__(self, delay: float = 0.0, status=200, headers: dict | None = None) -> None:
         self.delay = delay
         self.status = status
+        self.headers = headers or {}
+        self.asked: dict[str, int] = {}
         self.calls = 0
         self.bodies: list[dict] = []
         self._lock = threading.Lock()
@@ -28,21 +34,27 @@ class FakeModel:
         class Handler(BaseHTTPRequestHandler):
             def do_POST(self) -> None:
                 body = json.loads(self.rfile.read(int(self.headers.get("Content-Length", 0))) or b"{}")
+                prompt = (body.get("messages") or [{}])[0].get("content", "")
                 with model._lock:
                     model.calls += 1
                     model.bodies.append(body)
+                    before = model.asked.get(prompt, 0)
+                    model.asked[prompt] = before + 1
                 time.sleep(model.delay)
                 if self.path != "/v1/chat/completions":
                     return self._send(404, {"error": "not found"})
-                if model.status != 200:
-                    return self._send(model.status, {"error": {"message": "upstream failed"}})
+                status = model.status(prompt, before) if callable(model.status) else model.status
+                if status != 200:
+                    return self._send(status, {"error": {"message": "upstream failed"}}, model.headers)
                 answer = f"echo: {body['messages'][0]['content']}"
                 self._send(200, {"model": body["model"], "choices": [{"message": {"content": answer}}]})
 
-            def _send(self, status: int, payload: dict) -> None:
+            def _send(self, status: int, payload: dict, headers: dict | None = None) -> None:
                 data = json.dumps(payload).encode()
                 try:
                     self.send_response(status)
+                    for name, value in (headers or {}).items():
+                        self.send_header(name, value)
                     self.send_header("Content-Type", "application/json")
                     self.send_header("Content-Length", str(len(data)))
                     self.end_headers()

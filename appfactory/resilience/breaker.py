@@ -1,4 +1,4 @@
-"""A circuit breaker: after a failure, stop calling a dependency for a short back-off."""
+"""A circuit breaker: after `threshold` failures in a row, stop calling a dependency for a back-off."""
 
 from __future__ import annotations
 
@@ -10,18 +10,24 @@ log = logging.getLogger(__name__)
 
 
 class Breaker:
-    """Open after a failure for `retry_after` seconds, then let one call try again."""
+    """Open after `threshold` consecutive failures for `retry_after` seconds, then let one call try.
 
-    def __init__(self, name: str, retry_after: float) -> None:
+    Redis uses threshold 1 (its calls fail in milliseconds, the first failure is enough); the model
+    server a few, so that one unlucky call does not turn every request away.
+    """
+
+    def __init__(self, name: str, retry_after: float, threshold: int = 1) -> None:
         self.name = name
         self.retry_after = retry_after
+        self.threshold = threshold
+        self._failures = 0
         self._open_until = 0.0
         self._healthy = True
         self._lock = threading.Lock()
 
     @property
     def healthy(self) -> bool:
-        """Whether the last call succeeded."""
+        """Whether the breaker is closed: the last calls succeeded, or too few failed to open it."""
         return self._healthy
 
     def allow(self) -> bool:
@@ -35,9 +41,16 @@ class Breaker:
             self._open_until = now + self.retry_after  # one trial call per back-off
             return True
 
+    def retry_in(self) -> float:
+        """Seconds until the next trial call may go (0 when closed)."""
+        return 0.0 if self._healthy else max(0.0, self._open_until - time.monotonic())
+
     def failed(self, exc: BaseException | None = None) -> None:
-        """Record a failure and open the breaker."""
+        """Record a failure; open the breaker once `threshold` have come in a row."""
         with self._lock:
+            self._failures += 1
+            if self._healthy and self._failures < self.threshold:
+                return
             self._open_until = time.monotonic() + self.retry_after
             if self._healthy:
                 self._healthy = False
@@ -45,9 +58,10 @@ class Breaker:
 
     def succeeded(self) -> None:
         """Record a success and close the breaker."""
-        if self._healthy:
+        if self._healthy and not self._failures:
             return
         with self._lock:
+            self._failures = 0
             if not self._healthy:
                 self._healthy = True
                 self._open_until = 0.0
