@@ -122,3 +122,31 @@ def test_when_the_instance_computing_a_miss_dies_another_takes_over(tmp_path):
     assert [answer[0] for answer in answers] == [200, 200, 200]
     assert model.calls == 2  # the leader's call, then one taker's: not one each
     assert took < 3.0 + 5.0 + 2.0, f"answered {took:.1f} s after the leader died"
+
+
+def test_flaky_throttling_and_silent_model_servers_under_gunicorn(tmp_path, silent_server):
+    require_redis()
+    with FakeModel(status=lambda prompt, before: 503 if before == 0 else 200) as model:
+        env = _env(tmp_path, model, key_namespace(), AI_RETRIES="2")
+        with Gunicorn(env, workers=2) as server:
+            flaky = [_get(server.url, f"{GENERATE}?prompt=flaky-{n}") for n in range(6)]
+            assert [answer[0] for answer in flaky] == [200] * 6  # each failed once, then was retried
+            model.status, model.headers = 429, {"Retry-After": "1"}
+            throttled = _get(server.url, f"{GENERATE}?prompt=throttled")
+    assert throttled[0] == 503 and throttled[2]["error"]["code"] == "upstream_busy"
+    assert throttled[1]["Retry-After"] == "1"
+
+    silent = {
+        **_env(tmp_path, model, key_namespace()),
+        "AI_BASE_URL": f"http://127.0.0.1:{silent_server}/v1",
+        "AI_TIMEOUT_S": "0.5",
+        "AI_BREAKER_FAILURES": "2",
+    }
+    with Gunicorn(silent, workers=1) as server:  # one worker: its breaker is the one every request meets
+        first = [_get(server.url, f"{GENERATE}?prompt=silent-{n}") for n in range(3)]
+        assert {answer[0] for answer in first} <= {503, 504}
+        later = [_get(server.url, f"{GENERATE}?prompt=silent-later-{n}") for n in range(6)]
+    for status, headers, body, took in later:
+        assert (status, body["error"]["code"]) == (503, "upstream_unavailable")
+        assert int(headers["Retry-After"]) >= 1
+        assert took < 0.25, f"answered after {took:.3f} s with the breaker open"
