@@ -163,7 +163,7 @@ VARS: tuple[Var, ...] = (
     Var("MAX_CONTENT_LENGTH", 1024 * 1024, _integer(1), "largest accepted request body, bytes"),
     Var("PORT", 8000, _integer(1, 65535), "gunicorn bind port"),
     Var("WEB_CONCURRENCY", None, _integer(1), "gunicorn workers; default: 1 without REDIS_URL"),
-    Var("GUNICORN_THREADS", 8, _integer(1), "threads per gthread worker"),
+    Var("GUNICORN_THREADS", 4, _integer(1), "threads per gthread worker"),
     Var("GUNICORN_REUSE_PORT", False, _flag, "a listening socket per worker (SO_REUSEPORT)"),
 )
 

@@ -81,7 +81,7 @@ def test_a_burst_of_slow_generations_leaves_hits_and_probes_answering(tmp_path):
     assert fast[f"{GENERATE}?prompt=warm"][1]["X-Cache"] == "HIT"
     statuses = [answer[0] for answer in burst]
     assert set(statuses) <= {200, 503}, statuses
-    assert 0 < statuses.count(200) <= 2 * 4  # two workers, four model calls each at most
+    assert 0 < statuses.count(200) <= 2 * 2  # two workers, two model calls each (4 threads ÷ 2)
     for status, headers, body, _ in burst:
         if status == 503:
             assert body["error"]["code"] == "upstream_busy" and headers["Retry-After"] == "1"
