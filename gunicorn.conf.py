@@ -179,10 +179,17 @@ def _in_child_process(task) -> None:
 
 
 def child_exit(server, worker):
-    """Drop a dead worker's live gauges; its counters stay in the sums."""
+    """Drop a dead worker's live gauges, and fold its counts into the archive files.
+
+    Without the archive every recycled worker (max_requests) would leave its files behind, and the
+    metrics directory and the cost of each /metrics scrape would grow for as long as the service runs.
+    """
     from prometheus_client import multiprocess
 
+    from appfactory.compat.prometheus_client import archive_dead_worker
+
     multiprocess.mark_process_dead(worker.pid)
+    archive_dead_worker(os.environ["PROMETHEUS_MULTIPROC_DIR"], worker.pid)
 
 
 def on_exit(server):

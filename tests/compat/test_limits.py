@@ -29,7 +29,10 @@ def test_verdicts_counts_and_windows_match_limits_own(monkeypatch):
         stats = strategy.get_window_stats(item, "client")
         window = window_of(5, 60, counts)
         assert window.remaining == stats.remaining
-        assert abs(window.reset_at - stats.reset_time) < 1.0
+        # Where limits' own arithmetic says "now" for a window opened that very millisecond (2 x expiry
+        # left, mod expiry), ours says a full window ahead: the one difference, on purpose.
+        gap = window.reset_at - stats.reset_time
+        assert abs(gap) < 1.0 or abs(gap - 60) < 1.0, gap
     fast.storage.delete(*fast.storage.keys(f"{prefix}:*"))
 
 

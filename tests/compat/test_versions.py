@@ -8,12 +8,13 @@ from importlib.metadata import version
 import pytest
 
 from appfactory import compat
-from appfactory.compat import cachelib, flask_limiter, limits, redis, werkzeug
+from appfactory.compat import cachelib, flask_limiter, limits, prometheus_client, redis, werkzeug
 
 MODULES = {
     "cachelib": cachelib,
     "Flask-Limiter": flask_limiter,
     "limits": limits,
+    "prometheus_client": prometheus_client,
     "redis": redis,
     "werkzeug": werkzeug,
 }

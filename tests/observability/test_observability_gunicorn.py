@@ -78,6 +78,8 @@ def _per_process_counts(directory: Path) -> dict[int, float]:
     """Requests to the template route as each worker wrote them to its own counter file."""
     counts: dict[int, float] = {}
     for path in directory.glob("counter_*.db"):
+        if not path.stem.split("_")[1].isdigit():
+            continue  # counter_archive.db: the reaped workers' counts
         pid = int(path.stem.split("_")[1])
         for key, value, _timestamp, _pos in MmapedDict.read_all_values_from_file(str(path)):
             _metric, name, labels, _help = json.loads(key)
@@ -229,3 +231,23 @@ def test_errors_gunicorn_prints_outside_logging_are_json_too(tmp_path):
     # gunicorn print()s this one straight to stderr in the worker.
     assert "Failed to find attribute 'no_such_app' in 'wsgi'." in messages
     assert any("App failed to load" in m for m in messages)
+
+
+def test_recycled_workers_leave_one_archive_and_every_count_exact(tmp_path):
+    directory = tmp_path / "prometheus"
+    env = _env(tmp_path, GUNICORN_CMD_ARGS="--max-requests 25 --max-requests-jitter 0")
+    with Gunicorn(env, workers=2) as server:
+        n = 300
+        responses = _fire(server, [f"/api/v1/templates/{i}" for i in range(1, n + 1)])
+        assert [r.status_code for r in responses] == [404] * n
+        deadline = time.monotonic() + 10  # the last recycled workers are reaped
+        while len(list(directory.glob("counter_*.db"))) > 3 and time.monotonic() < deadline:
+            time.sleep(0.1)
+        files = sorted(path.name for path in directory.glob("*.db"))
+        exposition = requests.get(f"{server.url}/metrics", timeout=10).text
+        booted = server.log().count("Booting worker")
+    assert booted >= 2 + n // 25 // 2, "workers were not recycled"
+    assert _route_total(exposition) == n
+    assert len([name for name in files if name.startswith("counter_")]) <= 3, files  # 2 live + the archive
+    assert "counter_archive.db" in files and "histogram_archive.db" in files
+    assert len(files) <= 3 * 4, files  # counter, histogram, 2 live gauges: per live worker, plus archives
