@@ -132,6 +132,7 @@ VARS: tuple[Var, ...] = (
     Var("DB_POOL_RECYCLE", 3600, _integer(1), "seconds before a pooled connection is replaced"),
     Var("DB_POOL_TIMEOUT", 30, _number(0.1), "seconds to wait for a free pooled connection"),
     Var("DB_CONNECT_TIMEOUT", 3, _integer(1), "seconds to wait for a new database connection"),
+    Var("DB_TIMEOUT_S", 5.0, _number(0.1), "deadline of every PostgreSQL call, enforced by the client"),
     Var("REDIS_URL", None, _url("redis", "rediss", "unix"), "unset: SimpleCache and in-memory limits"),
     Var("REDIS_TIMEOUT_MS", 250, _integer(10), "connect and socket timeout of every Redis call"),
     Var("REDIS_RETRY_AFTER_S", 2.0, _number(0.1), "back-off before retrying a failed Redis"),

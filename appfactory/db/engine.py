@@ -104,9 +104,24 @@ def _forget_pool_after_fork(engine: Engine) -> None:
     os.register_at_fork(after_in_child=_after_fork)
 
 
+def _bound_every_call(engine: Engine, seconds: float) -> None:
+    """PostgreSQL: a client-side deadline on every connect and statement (db/deadline.py)."""
+    if engine.dialect.name != "postgresql":
+        return
+    from appfactory.db import deadline
+
+    deadline.enforce(seconds)
+
+    @event.listens_for(engine, "handle_error")
+    def _deadline_is_a_disconnect(context) -> None:
+        if isinstance(context.original_exception, deadline.DeadlineExceeded):
+            context.is_disconnect = True  # the pool drops the connection (closed by the deadline)
+
+
 def build_engine(config: dict[str, Any]) -> Engine:
     """Create the pooled engine; no connection is opened until first use."""
     engine = create_engine(config["DATABASE_URL"], **engine_options(config))
+    _bound_every_call(engine, config["DB_TIMEOUT_S"])
     _enable_sqlite_foreign_keys(engine)
     _ping_idle_connections(engine)
     _forget_pool_after_fork(engine)

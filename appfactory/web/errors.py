@@ -86,7 +86,9 @@ def _database_error(err: DBAPIError | PoolTimeout) -> Response:
     # An outage, not a bug: one line per request without a traceback keeps the logs readable.
     reason = (str(getattr(err, "orig", None) or err).strip().splitlines() or [""])[0]
     log.warning("Database unavailable: %s: %s", type(err).__name__, reason)
-    return _render(503, "database_unavailable", "The database is unavailable; try again shortly.")
+    response = _render(503, "database_unavailable", "The database is unavailable; try again shortly.")
+    response.headers["Retry-After"] = "2"
+    return response
 
 
 def _unexpected(err: Exception) -> Response:

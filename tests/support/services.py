@@ -183,6 +183,30 @@ class PostgresServer:
     def stop(self, mode: str = "immediate") -> None:
         self._run("pg_ctl", "-D", self.data, "-m", mode, "-w", "stop")
 
+    def _processes(self) -> list[int]:
+        """The postmaster and its children (backends, background workers)."""
+        with open(os.path.join(self.data, "postmaster.pid")) as pidfile:
+            postmaster = int(pidfile.readline())
+        children = []
+        for entry in os.listdir("/proc"):
+            if entry.isdigit():
+                try:
+                    with open(f"/proc/{entry}/stat") as stat:
+                        if int(stat.read().rsplit(")", 1)[1].split()[1]) == postmaster:
+                            children.append(int(entry))
+                except (OSError, IndexError, ValueError):
+                    continue
+        return [postmaster, *children]
+
+    def freeze(self) -> None:
+        """SIGSTOP every process of the cluster: the kernel still accepts, nothing ever answers."""
+        for pid in self._processes():
+            os.kill(pid, signal.SIGSTOP)
+
+    def thaw(self) -> None:
+        for pid in self._processes():
+            os.kill(pid, signal.SIGCONT)
+
     def close(self) -> None:
         try:
             self.stop()
