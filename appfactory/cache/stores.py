@@ -75,7 +75,7 @@ class RedisStore:
         if has_request_context():
             taken, raw = fastpath.take(self.redis_key(key))
             if taken:  # the rate limiter's round trip already read it
-                decoded, entry = cachelib.decode(self.backend, raw)
+                decoded, entry = self.decode(raw)
                 if decoded:
                     return entry
         try:
@@ -223,9 +223,6 @@ class LocalStore:
 
     def get(self, key: str) -> Entry | None:
         return self.backend.get(key) if self.backend is not None else None
-
-    def decode(self, raw: bytes) -> tuple[bool, Entry | None]:
-        return False, None  # nothing is read ahead of a process's own memory
 
     def set(self, key: str, entry: Entry, hard_ttl: int) -> None:
         if self.backend is not None:

@@ -107,18 +107,23 @@ class OpenAIProvider:
             try:
                 retry = retry.increment("POST", self.url, response=response, error=error)
             except MaxRetryError:
-                if response is not None:
-                    return response  # the last answer, told apart by _refused
-                log.warning("Model server unreachable: %s", type(error).__name__)
-                raise UpstreamError("unreachable", 502, "The model server could not be reached.") from None
+                return _last_answer(response, error)
             pause = (
                 retry.get_retry_after(response) if response is not None else None
             ) or retry.get_backoff_time()
             if time.monotonic() + pause >= deadline:
-                if response is not None:
-                    return response
-                raise UpstreamError("unreachable", 502, "The model server could not be reached.")
+                return _last_answer(response, error)
             time.sleep(pause)
+
+
+def _last_answer(
+    response: urllib3.BaseHTTPResponse | None, error: Exception | None
+) -> urllib3.BaseHTTPResponse:
+    """Out of attempts or time: the last answer (told apart by _refused), or unreachable."""
+    if response is not None:
+        return response
+    log.warning("Model server unreachable: %s", type(error).__name__)
+    raise UpstreamError("unreachable", 502, "The model server could not be reached.")
 
 
 def _refused(response: urllib3.BaseHTTPResponse, model: str) -> UpstreamError:
