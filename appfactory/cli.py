@@ -1,4 +1,4 @@
-"""`flask db ...` and `flask cache ...`: the service's command groups."""
+"""`flask db ...`, `flask cache ...` and `flask keys ...`: the service's command groups."""
 
 from __future__ import annotations
 
@@ -7,6 +7,7 @@ from flask import Flask, current_app
 from flask.cli import AppGroup
 
 from appfactory.cache.cli import cache_cli
+from appfactory.identity.cli import keys_cli
 
 db_cli = AppGroup("db", help="Database schema commands.")
 
@@ -22,6 +23,7 @@ def upgrade(revision: str) -> None:
 
 
 def register_cli(app: Flask) -> None:
-    """Attach the service's command groups to `flask`."""
+    """Attach the service's command groups to `flask` (blueprints add their own: `flask ai`)."""
     app.cli.add_command(db_cli)
     app.cli.add_command(cache_cli)
+    app.cli.add_command(keys_cli)

@@ -111,6 +111,26 @@ def _text(name: str, raw: Any) -> str | None:
     return None if raw in (None, "") else str(raw)
 
 
+def _names(name: str, raw: Any) -> tuple[str, ...] | None:
+    if raw in (None, ""):
+        return None
+    names = tuple(dict.fromkeys(part.strip() for part in str(raw).split(",") if part.strip()))
+    if not names:
+        raise ConfigError(f"{name} must be a comma-separated list of names, got {raw!r}")
+    return names
+
+
+def _origins(name: str, raw: Any) -> tuple[str, ...] | None:
+    origins = _names(name, raw)
+    for origin in origins or ():
+        parts = urlsplit(origin)
+        if origin == "*" or parts.scheme not in ("http", "https") or not parts.netloc or parts.path:
+            raise ConfigError(
+                f"{name} must list origins as scheme://host[:port], comma-separated (no '*'), got {origin!r}"
+            )
+    return origins
+
+
 def _log_level(name: str, raw: Any) -> str:
     return _choice("debug", "info", "warning", "error", "critical")(name, raw).upper()
 
@@ -144,6 +164,11 @@ VARS: tuple[Var, ...] = (
     Var("RATE_LIMIT_PER_MINUTE", 60, _integer(1), "default limit per client"),
     Var("RATE_LIMIT_AI_PER_MINUTE", None, _integer(1), "unset: AI generation shares the default budget"),
     Var("RATELIMIT_ENABLED", True, _flag, "false switches rate limiting off"),
+    Var("AUTH_FAILURES_PER_MINUTE", 10, _integer(1), "refused keys one address may send per minute"),
+    Var("AI_ALLOW_ANONYMOUS", False, _flag, "true: generation without an API key"),
+    Var("AI_MODELS", None, _names, "models clients may ask for; default: the configured model alone"),
+    Var("AI_CACHE_SCOPE", "shared", _choice("shared", "user"), "shared: one answer for everyone"),
+    Var("CORS_ORIGINS", None, _origins, "origins allowed to call from a browser; unset: CORS off"),
     Var("TRUSTED_PROXIES", 0, _integer(0, 10), "X-Forwarded-For hops to trust"),
     Var("LOG_LEVEL", "INFO", _log_level, "DEBUG, INFO, WARNING, ERROR or CRITICAL"),
     Var("LOG_FORMAT", "json", _choice("json", "text"), "json or text"),
@@ -240,4 +265,8 @@ def flask_config(settings: Mapping[str, Any], instance_path: str) -> dict:
         **settings,
         "DATABASE_URL": database_url,
         "JSON_SORT_KEYS": False,
+        # Never from the environment (FLASK_DEBUG): a deployment must not reach the debugger, and
+        # an error is always the JSON envelope, never a traceback.
+        "DEBUG": False,
+        "PROPAGATE_EXCEPTIONS": False,
     }

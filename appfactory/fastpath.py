@@ -1,17 +1,19 @@
-"""The one seam where the rate limiter's Redis round trip reads a cache entry ahead, and a fresh entry
-answers the request on the view's behalf, before the view runs.
+"""The one seam where the rate limiter's Redis round trip reads ahead what the request will need, and
+a fresh cache entry answers the request on the view's behalf, before the view runs.
 
 A cache HIT would cost two Redis round trips: the limiter's counting script, then the cache's GET. A
-view marked `@answers_fresh_hits(entry_key, answer)` names, before it runs, the entry it will read:
+view marked `@answers_fresh_hits(entry_key, answer)` names, before it runs, the entry it will read;
+identity asks for the API keys' revocation version the same way (`read_along`):
 
     plan      (before-request, before the limiter)  entry_key() -> the entry; a ReadAhead on the request
-    the limiter's storage                           wanted() -> the ReadAhead, its Redis key read in
-                                                    the script; ahead.deliver(raw) -> what it found
-    answer    (before-request, after the limiter)   a fresh entry -> answer(value), the view never runs
+    the limiter's storage                           wanted() -> the ReadAhead, its `keys` read in the
+                                                    script; ahead.deliver(values) -> what it found
+    identity  (before-request, after the limiter)   found(version key) -> whether a key was revoked
+    answer    (before-request, after identity)      a fresh entry -> answer(value), the view never runs
     the cache's store (the view ran: stale, absent) take(redis_key) -> the raw value, no second GET
 
-The limiter and the cache both speak to this module, never to each other. One name on `g` carries the
-request's ReadAhead; everything else about it is in that object.
+The limiter, the cache and identity all speak to this module, never to each other. One name on `g`
+carries the request's ReadAhead; everything else about it is in that object.
 """
 
 from __future__ import annotations
@@ -29,20 +31,25 @@ _SLOT = "read_ahead"  # the one name on g
 
 
 class ReadAhead:
-    """One request's read-ahead: the entry its view will read, and what the limiter's round trip found."""
+    """One request's read-ahead: the Redis keys the limiter's round trip reads for others, what it
+    found, and the cache entry (if any) whose fresh value answers the request."""
 
-    __slots__ = ("key", "redis_key", "answer", "read", "raw")
+    __slots__ = ("keys", "read", "found", "entry_key", "entry_redis_key", "answer")
 
-    def __init__(self, key: str, redis_key: str, answer: Callable[[Any], Any]) -> None:
-        self.key = key  # the cache's key, `prefix:suffix`
-        self.redis_key = redis_key
-        self.answer = answer
-        self.read = False  # whether a round trip read it; `raw` is then its bytes, or None (absent)
-        self.raw: bytes | None = None
+    def __init__(self) -> None:
+        self.keys: list[str] = []  # Redis keys to read, in order
+        self.read = False  # whether a round trip read them; `found` then maps each to its bytes or None
+        self.found: dict[str, bytes | None] = {}
+        self.entry_key: str | None = None  # the cache's key, `prefix:suffix`, of a marked view's entry
+        self.entry_redis_key: str | None = None
+        self.answer: Callable[[Any], Any] | None = None
 
-    def deliver(self, raw: bytes | None) -> None:
-        """What the limiter's round trip read for `redis_key` (None: no such entry)."""
-        self.read, self.raw = True, raw
+    def deliver(self, values: list[bytes | None]) -> None:
+        """What the limiter's round trip read for `keys`, in their order (None: no such key)."""
+        self.read, self.found = True, dict(zip(self.keys, values, strict=True))
+
+    def entry_raw(self) -> bytes | None:
+        return self.found.get(self.entry_redis_key) if self.entry_redis_key else None
 
 
 def answers_fresh_hits(
@@ -61,6 +68,15 @@ def answers_fresh_hits(
     return mark
 
 
+def _request_read_ahead() -> ReadAhead:
+    notes = g._get_current_object()
+    ahead = notes.get(_SLOT)
+    if ahead is None:
+        ahead = ReadAhead()
+        setattr(notes, _SLOT, ahead)
+    return ahead
+
+
 def plan() -> None:
     """Before-request hook, before the limiter's: note the entry a marked view will read."""
     view = current_app.view_functions.get(request.endpoint)  # type: ignore[arg-type]
@@ -71,13 +87,28 @@ def plan() -> None:
         key = marked[0]()
     except ApiError:
         return
-    redis_key = current_app.extensions["response_cache"].store.redis_key(key)
-    setattr(g._get_current_object(), _SLOT, ReadAhead(key, redis_key, marked[1]))
+    ahead = _request_read_ahead()
+    ahead.entry_key, ahead.answer = key, marked[1]
+    ahead.entry_redis_key = current_app.extensions["response_cache"].store.redis_key(key)
+    ahead.keys.append(ahead.entry_redis_key)
+
+
+def read_along(redis_key: str) -> None:
+    """Before the limiter: ask its round trip to read `redis_key` too (identity's key version)."""
+    _request_read_ahead().keys.append(redis_key)
+
+
+def found(redis_key: str) -> tuple[bool, bytes | None]:
+    """After the limiter: (True, value) when its round trip read `redis_key`, else (False, None)."""
+    ahead = g._get_current_object().get(_SLOT)
+    if ahead is None or not ahead.read:
+        return False, None
+    return redis_key in ahead.found, ahead.found.get(redis_key)
 
 
 def wanted() -> ReadAhead | None:
-    """For the limiter's storage: the read-ahead whose `redis_key` its round trip should also read;
-    it hands what it read to `ahead.deliver(raw)`."""
+    """For the limiter's storage: the read-ahead whose `keys` its round trip should also read;
+    it hands what it read to `ahead.deliver(values)`."""
     ahead = g._get_current_object().get(_SLOT)  # one proxy lookup (hot path: docs/architecture.md)
     return None if ahead is None or ahead.read else ahead
 
@@ -85,10 +116,13 @@ def wanted() -> ReadAhead | None:
 def answer() -> Any:
     """Before-request hook, after the limiter's: a fresh entry answers the request; None lets the view run."""
     ahead = g._get_current_object().get(_SLOT)
-    if ahead is None or not ahead.read or ahead.raw is None:
+    if ahead is None or not ahead.read or ahead.answer is None:
         return None
-    found, value = current_app.extensions["response_cache"].answer_fresh(ahead.key, ahead.raw)
-    if not found:
+    raw = ahead.entry_raw()
+    if raw is None:
+        return None
+    found_fresh, value = current_app.extensions["response_cache"].answer_fresh(ahead.entry_key, raw)
+    if not found_fresh:
         return None  # stale or unreadable: the view serves it, through the cache's usual way
     return ahead.answer(value)
 
@@ -96,7 +130,8 @@ def answer() -> Any:
 def take(redis_key: str) -> tuple[bool, bytes | None]:
     """For the cache's store: (True, raw) once, when this request's round trip already read `redis_key`."""
     ahead = g.get(_SLOT)
-    if ahead is None or not ahead.read or ahead.redis_key != redis_key:
+    if ahead is None or not ahead.read or ahead.entry_redis_key != redis_key:
         return False, None
-    g.pop(_SLOT)
-    return True, ahead.raw
+    raw = ahead.entry_raw()
+    ahead.entry_redis_key = None  # once
+    return True, raw

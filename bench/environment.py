@@ -12,6 +12,7 @@ from appfactory.config import sqlalchemy_url
 from appfactory.db import migrate
 from appfactory.db.models import templates
 from tests.support.gunicorn import Gunicorn
+from tests.support.keys import issue_key
 from tests.support.services import REDIS_URL, PostgresDatabase, delete_namespace, require_redis
 
 # The limiter stays on (with Redis, as in production) but never says no during a run.
@@ -28,10 +29,12 @@ class Environment:
         self.redis: redis.Redis = require_redis(REDIS_URL)
         self.database = PostgresDatabase()
         self.template_id = 0
+        self.api_key = ""
 
     def __enter__(self) -> Environment:
         migrate.upgrade(self.database.url)
         self.template_id = _seed(self.database.url)
+        self.api_key = issue_key(self.database.url, admin=False)
         self.flush()
         return self
 
@@ -51,6 +54,7 @@ class Environment:
             "CACHE_NAMESPACE": self.namespace,
             "RATE_LIMIT_PER_MINUTE": UNLIMITED_PER_MINUTE,
             "AI_LOCAL_LATENCY_MS": "0",
+            "AI_ALLOW_ANONYMOUS": "true",  # the anonymous HIT; `ai_hit_key` sends the run's key
             # Every server of the run, references included: with one shared socket, wrk's keep-alive
             # connections sometimes all land on one worker and a round measures that (performance.md).
             "GUNICORN_REUSE_PORT": "true",

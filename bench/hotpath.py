@@ -31,13 +31,17 @@ from collections.abc import Callable
 
 import redis
 
+from tests.support.keys import issue_key
 from tests.support.services import delete_namespace
 
 HIT_PATH = "/api/v1/ai/generate?prompt=hot-path"
 
 
-def build(path: str, redis_url: str, namespace: str, database_url: str) -> Callable[[], bytes]:
-    """The app, warmed on `path`; returns a function serving one request and returning its body."""
+def build(
+    path: str, redis_url: str, namespace: str, database_url: str, with_key: bool = False
+) -> Callable[[], bytes]:
+    """The app, warmed on `path` (with a new API key when `with_key`); returns a function serving
+    one request and returning its body."""
     if "PROMETHEUS_MULTIPROC_DIR" not in os.environ:
         directory = tempfile.mkdtemp(prefix="hotpath-metrics-")
         atexit.register(shutil.rmtree, directory, ignore_errors=True)
@@ -55,7 +59,11 @@ def build(path: str, redis_url: str, namespace: str, database_url: str) -> Calla
             "AI_LOCAL_LATENCY_MS": 0,
             "RATE_LIMIT_PER_MINUTE": 10**9,
             "WEB_CONCURRENCY": 1,
+            "AI_ALLOW_ANONYMOUS": True,
         }
+    )
+    authorization = (
+        {"HTTP_AUTHORIZATION": f"Bearer {issue_key(database_url, admin=False)}"} if with_key else {}
     )
     _silence_logs()
     script, _, query = path.partition("?")
@@ -77,6 +85,7 @@ def build(path: str, redis_url: str, namespace: str, database_url: str) -> Calla
             "wsgi.multithread": True,
             "wsgi.multiprocess": True,
             "wsgi.run_once": False,
+            **authorization,
         }
         body = app(environ, lambda status, headers, exc_info=None: statuses.append(status))
         try:
@@ -136,6 +145,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--requests", type=int, default=2000)
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--profile", action="store_true", help="print the top functions by own time")
+    parser.add_argument("--key", action="store_true", help="send an API key (Authorization: Bearer)")
     parser.add_argument(
         "--database-url", help="SQLAlchemy URL to serve from (default: a throwaway SQLite file)"
     )
@@ -144,10 +154,12 @@ def main(argv: list[str] | None = None) -> None:
     namespace = f"hotpath-{uuid.uuid4().hex[:8]}"
     with tempfile.TemporaryDirectory(prefix="hotpath-") as folder:
         database_url = args.database_url or f"sqlite:///{folder}/hotpath.sqlite"
-        serve = build(args.path, redis_url, namespace, database_url)
+        serve = build(args.path, redis_url, namespace, database_url, with_key=args.key)
         try:
             figure = cpu_us_per_request(serve, args.requests, args.rounds)
-            print(f"{args.path}: {figure:.1f} µs CPU per request (min of {args.rounds} × {args.requests})")
+            keyed = " with an API key" if args.key else ""
+            rounds = f"min of {args.rounds} × {args.requests}"
+            print(f"{args.path}{keyed}: {figure:.1f} µs CPU per request ({rounds})")
             if args.profile:
                 profile = cProfile.Profile()
                 profile.runcall(lambda: [serve() for _ in range(args.requests)])

@@ -2,18 +2,21 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 
 @dataclass(frozen=True)
 class Case:
-    """One path on one server; `unique` makes every request's prompt new (an AI cache miss)."""
+    """One path on one server; `unique` makes every request's prompt new (an AI cache miss);
+    `authenticated` sends the run's API key."""
 
     key: str
     label: str
     server: str
     path: str
     unique: bool = False
+    authenticated: bool = False
+    headers: dict[str, str] = field(default_factory=dict, compare=False)  # filled in by the run
 
 
 REFERENCE_SERVERS = {
@@ -31,6 +34,13 @@ CASES: tuple[Case, ...] = (
     Case("flask_redis", "bare Flask route + one Redis GET (floor)", "flask_redis", "/hello"),
     Case("plain", "plain assembly: limiter + @cached + JSON log", "plain", "/hello"),
     Case("ai_hit", "AI generation, cache HIT", "service", AI_PATH + "bench-hit"),
+    Case(
+        "ai_hit_key",
+        "AI generation, cache HIT, API key",
+        "service",
+        AI_PATH + "bench-hit",
+        authenticated=True,
+    ),
     Case("templates_list", "templates list", "service", "/api/v1/templates"),
     Case("template_by_id", "template by id (database)", "service", "/api/v1/templates/{template_id}"),
     Case("ai_miss", "AI generation, uncached (0 ms model)", "service", AI_PATH, unique=True),

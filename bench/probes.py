@@ -34,7 +34,7 @@ def _http(url: str) -> tuple[Callable[[float], http.client.HTTPConnection], str]
     return partial(http.client.HTTPConnection, parts.hostname, parts.port), target
 
 
-def server_time(url: str, count: int, unique: bool = False) -> dict:
+def server_time(url: str, count: int, unique: bool = False, headers: dict[str, str] | None = None) -> dict:
     """Median and p99 of X-Process-Time (and of the client's round trip) over sequential requests.
 
     One keep-alive `http.client` connection: the client shares the machine's two cores with the
@@ -50,7 +50,7 @@ def server_time(url: str, count: int, unique: bool = False) -> dict:
         for n in range(count):
             path = f"{target}-{uuid.uuid4().hex[:8]}-{n}" if unique else target
             started = time.perf_counter()
-            connection.request("GET", path)
+            connection.request("GET", path, headers=headers or {})
             response = connection.getresponse()
             response.read()
             client_ms.append((time.perf_counter() - started) * 1000.0)

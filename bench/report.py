@@ -148,6 +148,18 @@ def _against_references(results: dict) -> list[str]:
             f"- Cache HIT req/s against {name}: {ratio:.2f}× (median of the per-round ratios; the "
             f"medians above give {hit['median']['rps'] / base['rps']:.2f}×)."
         )
+    keyed = results["cases"].get("ai_hit_key", {})
+    if hit.get("median") and keyed.get("median"):
+        ratios = [
+            mine["rps"] / theirs["rps"]
+            for mine, theirs in zip(keyed["rounds"], hit["rounds"], strict=False)
+            if theirs["rps"]
+        ]
+        lines.append(
+            f"- Cache HIT with an API key against the anonymous HIT: {statistics.median(ratios):.2f}× "
+            f"(median of the per-round ratios; the medians above give "
+            f"{keyed['median']['rps'] / hit['median']['rps']:.2f}×)."
+        )
     return [*lines, ""] if lines else []
 
 

@@ -36,6 +36,7 @@ def measure(plan: Plan) -> dict:
             results["settings"] = _settings(env.env(PORT="8000", WEB_CONCURRENCY=str(plan.workers)))
             cases = [replace(c, path=c.path.format(template_id=env.template_id)) for c in CASES]
             urls = {c.key: servers[c.server].url + c.path for c in cases}
+            cases = [replace(c, headers=_headers(c, env)) for c in cases]
             results["cases"] = {c.key: _probe(c, urls[c.key]) for c in cases}
             ready = [c for c in cases if results["cases"][c.key]["status"] == "ok"]
             interleaved_rounds(
@@ -64,14 +65,18 @@ def _settings(environ: dict[str, str]) -> dict:
     return {key: settings[key] for key in keys} | {"RATE_LIMIT_PER_MINUTE": settings["RATE_LIMIT_PER_MINUTE"]}
 
 
+def _headers(case: Case, env: Environment) -> dict[str, str]:
+    return {"Authorization": f"Bearer {env.api_key}"} if case.authenticated else {}
+
+
 def _probe(case: Case, url: str) -> dict:
     """One request first: 404 means the endpoint is not served (yet); warm a cache-hit case."""
     target = url + f"probe-{uuid.uuid4().hex[:8]}" if case.unique else url
     entry = {"label": case.label, "server": case.server, "path": case.path, "rounds": []}
     try:
-        response = requests.get(target, timeout=30)
-        if case.key == "ai_hit" and response.ok:
-            response = requests.get(target, timeout=30)
+        response = requests.get(target, headers=case.headers, timeout=30)
+        if case.key.startswith("ai_hit") and response.ok:
+            response = requests.get(target, headers=case.headers, timeout=30)
     except requests.RequestException as exc:
         return entry | {"status": f"error: {type(exc).__name__}"}
     entry["x_cache"] = response.headers.get("X-Cache")
@@ -88,8 +93,9 @@ def _load(plan: Plan, seconds: int, connections: int | None = None) -> wrk.Load:
 
 def _run_case(case: Case, url: str, load: wrk.Load) -> dict:
     if not case.unique:
-        return wrk.run(url, load)
-    return wrk.run(url.removesuffix(case.path) + "/", load, (uuid.uuid4().hex[:8], case.path))
+        return wrk.run(url, load, headers=case.headers)
+    nonce = (uuid.uuid4().hex[:8], case.path)
+    return wrk.run(url.removesuffix(case.path) + "/", load, nonce, headers=case.headers)
 
 
 def cpu_sample(server: Gunicorn, env: Environment) -> tuple[dict[int, float], float]:
@@ -148,6 +154,7 @@ def _server_times(plan: Plan, cases: list[Case], urls: dict[str, str]) -> dict:
             urls[case.key] + ("server-time" if case.unique else ""),
             plan.server_time_requests,
             unique=case.unique,
+            headers=case.headers,
         )
         for case in cases
         if case.server == "service"

@@ -26,7 +26,9 @@ def available() -> bool:
     return shutil.which("wrk") is not None
 
 
-def run(url: str, load: Load, unique: tuple[str, str] | None = None) -> dict:
+def run(
+    url: str, load: Load, unique: tuple[str, str] | None = None, headers: dict[str, str] | None = None
+) -> dict:
     """One wrk run against `url`; `unique` = (nonce, path prefix) makes every request path new."""
     command = [
         "wrk",
@@ -36,8 +38,10 @@ def run(url: str, load: Load, unique: tuple[str, str] | None = None) -> dict:
         f"--timeout={load.timeout_s}s",
         "-s",
         str(SCRIPT),
-        url,
     ]
+    for name, value in (headers or {}).items():
+        command += ["-H", f"{name}: {value}"]
+    command.append(url)
     if unique:
         command += ["--", "unique", *unique]
     done = subprocess.run(command, capture_output=True, text=True, timeout=load.seconds + 60)

@@ -87,6 +87,9 @@ def base_overrides(**extra) -> dict:
         "AI_LOCAL_LATENCY_MS": 0,
         "RATE_LIMIT_PER_MINUTE": 10_000,
         "WEB_CONCURRENCY": 1,  # one process: the in-memory rate limit share is the whole limit
+        # Generation without a key, so cache and upstream tests need none; tests/identity/ tests
+        # the default (a key required) by setting it back to None.
+        "AI_ALLOW_ANONYMOUS": True,
         **extra,
     }
 
@@ -111,8 +114,23 @@ def app(database_url):
     app.extensions["db"].dispose()
 
 
+def as_admin(app):
+    """A test client whose every request carries a new admin key."""
+    from tests.support.keys import issue_key
+
+    client = app.test_client()
+    client.environ_base["HTTP_AUTHORIZATION"] = f"Bearer {issue_key(app.config['DATABASE_URL'])}"
+    return client
+
+
 @pytest.fixture
 def client(app):
+    """The app's test client with an admin key: writes go through (tests/identity/ tests the keys)."""
+    return as_admin(app)
+
+
+@pytest.fixture
+def anonymous_client(app):
     return app.test_client()
 
 
@@ -131,7 +149,7 @@ def shared_app(database_url):
 
 @pytest.fixture
 def shared_client(shared_app):
-    return shared_app.test_client()
+    return as_admin(shared_app)
 
 
 @pytest.fixture

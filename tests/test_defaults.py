@@ -9,7 +9,7 @@ from sqlalchemy import create_engine, text
 
 from appfactory import config, create_app
 from appfactory.db import migrate
-from tests.conftest import base_overrides
+from tests.conftest import as_admin, base_overrides
 from tests.support.services import REDIS_URL, require_redis
 
 PROFILE_KEYS = {"id", "email", "name", "created_at", "updated_at"}
@@ -77,7 +77,7 @@ def test_a_write_through_one_instance_is_seen_by_every_other(database_url, share
         require_redis()
     apps = _instances(database_url, REDIS_URL if shared_cache else None)
     try:
-        writer, reader = (app.test_client() for app in apps)
+        writer, reader = as_admin(apps[0]), apps[1].test_client()
         user = writer.post("/api/v1/users", json={"email": "ada@example.com", "name": "Ada"}).get_json()
         profile = f"/api/v1/users/{user['id']}"
         assert reader.get(profile).get_json()["name"] == "Ada"

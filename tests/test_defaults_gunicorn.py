@@ -18,12 +18,16 @@ from tests.support.windows import clear_of_minute_edge
 pytestmark = pytest.mark.slow
 
 
-def _fresh(url: str, method: str, path: str, body: dict | None = None) -> tuple[int, dict, dict]:
+def _fresh(
+    url: str, method: str, path: str, body: dict | None = None, key: str | None = None
+) -> tuple[int, dict, dict]:
     """One request over a connection of its own, so any worker may answer it."""
     parts = urlsplit(url)
     conn = http.client.HTTPConnection(parts.hostname, parts.port, timeout=10)
     try:
         headers = {"Connection": "close"}
+        if key is not None:
+            headers["Authorization"] = f"Bearer {key}"
         payload = None
         if body is not None:
             payload, headers["Content-Type"] = json.dumps(body), "application/json"
@@ -66,12 +70,15 @@ def _writes_are_seen_by_every_read(url: str) -> None:
     assert {answer[2]["name"] for answer in warm} == {"Ada"}
     assert [_fresh(url, "GET", "/api/v1/templates")[2]["total"] for _ in range(16)] == [0] * 16
 
-    assert _fresh(url, "PATCH", profile, {"name": "Ada L."})[0] == 200
+    key = ada["api_key"]
+    assert _fresh(url, "PATCH", profile, {"name": "Ada L."}, key=key)[0] == 200
     assert [_fresh(url, "GET", profile)[2]["name"] for _ in range(16)] == ["Ada L."] * 16
-    assert _fresh(url, "POST", "/api/v1/templates", {"name": "t", "body": "b"})[0] == 201
+    assert _fresh(url, "POST", "/api/v1/templates", {"name": "t", "body": "b"}, key=key)[0] == 201
     assert [_fresh(url, "GET", "/api/v1/templates")[2]["total"] for _ in range(16)] == [1] * 16
-    assert _fresh(url, "DELETE", profile)[0] == 204
+    assert _fresh(url, "DELETE", profile, key=key)[0] == 204
     assert [_fresh(url, "GET", profile)[0] for _ in range(16)] == [404] * 16
+    # Ada's key went with her, on every worker (8 tries: a 11th refused key a minute would be a 429)
+    assert [_fresh(url, "GET", "/api/v1/templates", key=key)[0] for _ in range(8)] == [401] * 8
 
     status, _, bob = _fresh(url, "POST", "/api/v1/users", {"email": "bob@example.com", "name": "Bob"})
     assert status == 201 and bob["id"] > ada["id"]

@@ -13,6 +13,7 @@ import requests
 from bench import probes
 from tests.conftest import key_namespace
 from tests.support.gunicorn import Gunicorn
+from tests.support.keys import bearer, issue_key
 from tests.support.services import REDIS_URL
 from tests.support.sockets import ESTABLISHED, LISTEN, listening_sockets, sockets_by_pid
 
@@ -32,19 +33,24 @@ def _env(database_url: str, **extra: str) -> dict[str, str]:
 
 
 def _exercise_api(base: str) -> None:
-    created = requests.post(f"{base}/api/v1/templates", json={"name": "g", "body": "Hi {{who}}"}, timeout=10)
+    user = requests.post(f"{base}/api/v1/users", json={"email": "a@b.co", "name": "A"}, timeout=10)
+    assert user.status_code == 201
+    key = bearer(user.json()["api_key"])
+    template = {"name": "g", "body": "Hi {{who}}"}
+    created = requests.post(f"{base}/api/v1/templates", json=template, headers=key, timeout=10)
     assert created.status_code == 201, created.text
     location = base + created.headers["Location"]
     assert requests.get(location, timeout=10).json()["variables"] == ["who"]
     assert requests.get(f"{base}/api/v1/templates", timeout=10).json()["total"] == 1
     rendered = requests.post(location + "/render", json={"variables": {"who": "Ada"}}, timeout=10)
     assert rendered.json()["text"] == "Hi Ada"
-    user = requests.post(f"{base}/api/v1/users", json={"email": "a@b.co", "name": "A"}, timeout=10)
-    assert user.status_code == 201
-    assert requests.delete(location, timeout=10).status_code == 204
+    assert requests.delete(location, timeout=10).status_code == 401
+    assert requests.delete(location, headers=key, timeout=10).status_code == 204
     missing = requests.get(location, timeout=10)
     assert missing.status_code == 404 and missing.json()["error"]["code"] == "not_found"
-    bad = requests.post(f"{base}/api/v1/templates", data="{", headers={"Content-Type": "application/json"})
+    bad = requests.post(
+        f"{base}/api/v1/templates", data="{", headers={"Content-Type": "application/json", **key}, timeout=10
+    )
     assert bad.status_code == 400 and bad.json()["error"]["code"] == "bad_request"
     health = requests.get(f"{base}/health", timeout=10)
     assert health.status_code == 200 and health.json()["database"] == "connected"
@@ -74,7 +80,9 @@ def test_connections_stay_within_the_pool_bounds_under_concurrency(postgres):
     workers, pool_size, overflow = 2, 2, 2
     env = _env(postgres.url, DB_POOL_SIZE=str(pool_size), DB_MAX_OVERFLOW=str(overflow), GUNICORN_THREADS="8")
     with Gunicorn(env, workers=workers) as server:
-        created = requests.post(f"{server.url}/api/v1/templates", json={"name": "p", "body": "b"}, timeout=10)
+        key = bearer(issue_key(postgres.url))
+        template = {"name": "p", "body": "b"}
+        created = requests.post(f"{server.url}/api/v1/templates", json=template, headers=key, timeout=10)
         path = f"{server.url}{created.headers['Location']}"
         peak, done = [0], threading.Event()
 

@@ -1,10 +1,11 @@
-"""limits: one Lua call that counts a hit, returns the client's window and reads a cache entry.
+"""limits: one Lua call that counts a hit, returns the client's window and reads the keys asked for.
 
 limits' own sliding-window acquire answers only true or false, so the response headers would ask
 Redis again for the window, and the cache would GET its entry in a third round trip. The script
-below is limits' `acquire_sliding_window.lua` answering with the window's counts too, and reading one
-more key when asked; it uses limits' window keys (private methods of its Redis storage) and the
-window arithmetic of its sliding-window strategy. The public way is `acquire_sliding_window_entry`,
+below is limits' `acquire_sliding_window.lua` answering with the window's counts too, and reading
+more keys when asked (a cache entry, the API keys' revocation version: appfactory/fastpath.py); it
+uses limits' window keys (private methods of its Redis storage) and the window arithmetic of its
+sliding-window strategy. The public way is `acquire_sliding_window_entry`,
 with the headers from Flask-Limiter's own window query (docs/compat.md).
 """
 
@@ -22,11 +23,11 @@ from appfactory.compat import redis as compat_redis
 TESTED = "5.8.0"
 FAST = fast_path("limits", TESTED)
 
-# KEYS[1], KEYS[2]: the previous and current window; KEYS[3], when given, a key to GET as well.
+# KEYS[1], KEYS[2]: the previous and current window; KEYS[3...], when given, keys to read as well.
 ACQUIRE_AND_READ = """
 local read = false
-if KEYS[3] then
-    read = redis.call('get', KEYS[3])
+if #KEYS > 2 then
+    read = redis.call('mget', unpack(KEYS, 3))
 end
 local limit = tonumber(ARGV[1])
 local expiry = tonumber(ARGV[2]) * 1000
@@ -81,27 +82,26 @@ def window_of(limit: int, expiry: int, counts: tuple[int, float, int, float]) ->
 
 
 class RedisWindows(RedisStorage):
-    """limits' Redis storage with an acquire that also returns the window and reads one more key."""
+    """limits' Redis storage with an acquire that also returns the window and reads more keys."""
 
     def initialize_storage(self, uri: str) -> None:
         super().initialize_storage(uri)
         self.acquire_and_read = compat_redis.script(self.get_connection(), ACQUIRE_AND_READ)
 
     def acquire_window(
-        self, key: str, limit: int, expiry: int, amount: int, read: str | None = None
-    ) -> tuple[bool, tuple[int, float, int, float], bytes | None]:
-        """The hit's verdict and window counts, and the value of the key `read` names (None if absent)."""
+        self, key: str, limit: int, expiry: int, amount: int, reads: list[str] | tuple[str, ...] = ()
+    ) -> tuple[bool, tuple[int, float, int, float], list[bytes | None]]:
+        """The hit's verdict and window counts, and the value of each key in `reads` (None if absent)."""
         keys = [
             self.prefixed_key(self._previous_window_key(key)),
             self.prefixed_key(self._current_window_key(key)),
+            *reads,
         ]
-        if read is not None:
-            keys.append(read)
-        acquired, previous, previous_ttl, current, current_ttl, value = self.acquire_and_read(
+        acquired, previous, previous_ttl, current, current_ttl, values = self.acquire_and_read(
             keys, [limit, expiry, amount]
         )
         counts = (int(previous), previous_ttl / 1000, int(current), current_ttl / 1000)
-        return bool(acquired), counts, value or None
+        return bool(acquired), counts, [value or None for value in values or ()]
 
 
 def redis_storage(uri: str, **options: Any) -> RedisStorage:

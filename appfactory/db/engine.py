@@ -7,8 +7,10 @@ import os
 import threading
 import time
 import weakref
+from collections.abc import Iterator
 from concurrent.futures import Future
 from concurrent.futures import TimeoutError as FutureTimeout
+from contextlib import contextmanager
 from queue import SimpleQueue
 from typing import Any
 
@@ -160,6 +162,15 @@ class Database:
         except Exception:  # a dead connection must not fail the teardown
             log.warning("Could not return a database connection to the pool", exc_info=True)
             conn.invalidate()
+
+    @contextmanager
+    def transaction(self) -> Iterator[Connection]:
+        """A connection of its own in one transaction, for a write of several statements that must
+        land together or not at all (connections otherwise run in AUTOCOMMIT)."""
+        engine = self.engine
+        level = "SERIALIZABLE" if engine.dialect.name == "sqlite" else "READ COMMITTED"
+        with engine.connect().execution_options(isolation_level=level) as conn, conn.begin():
+            yield conn
 
     def pool_status(self) -> dict[str, int]:
         """Size, checked-out and overflow connections of this worker's pool."""

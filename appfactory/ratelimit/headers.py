@@ -35,7 +35,8 @@ def window(limit: RequestLimit) -> Window:
 
 
 def write_headers(response: Response, current: RequestLimit | None) -> Response:
-    """X-RateLimit-*, RateLimit-Policy, RateLimit and, on a 429, Retry-After for `current`."""
+    """X-RateLimit-*, RateLimit-Policy, RateLimit and, on a 429, Retry-After for `current`
+    (unless the 429 is another budget's, which set its own: failed authentications)."""
     if current is None:
         return response
     state = window(current)
@@ -47,6 +48,6 @@ def write_headers(response: Response, current: RequestLimit | None) -> Response:
     add("X-RateLimit-Reset", str(math.ceil(state.reset_at)))
     add("RateLimit-Policy", f'"{policy}";q={state.limit};w={state.expiry}')
     add("RateLimit", f'"{policy}";r={state.remaining};t={reset_in}')
-    if response.status_code == 429:
+    if response.status_code == 429 and "Retry-After" not in response.headers:  # another budget's 429
         response.headers["Retry-After"] = str(max(1, reset_in))
     return response

@@ -3,15 +3,19 @@
 from __future__ import annotations
 
 import functools
+import math
+import time
 from collections.abc import Callable
 from typing import Any
 
-from flask import Flask, Response, current_app, g, request
+from flask import Flask, Response, current_app, request
 from flask_limiter import Limit, RequestLimit
+from limits import RateLimitItemPerMinute
 from prometheus_client import Counter
 from redis import Redis
 
 from appfactory.compat.flask_limiter import limiter_base
+from appfactory.identity.context import current_key_id
 from appfactory.ratelimit.headers import breach_message, policy_of, write_headers
 
 # Blueprints that get a budget of their own instead of the default one: name -> config key.
@@ -24,11 +28,24 @@ limited_total = Counter(
 
 
 def client_key() -> str:
-    """The API key once identity has set g.api_key_id, else the client address after ProxyFix."""
-    key_id = g._get_current_object().get("api_key_id")
+    """The API key the request presented (unless refused), else the client address after ProxyFix."""
+    key_id = current_key_id()
     if key_id is not None:
         return f"key:{key_id}"
     return request.remote_addr or "unknown"
+
+
+def count_failed_authentication() -> int | None:
+    """Count a refused key against its address's own tight budget (AUTH_FAILURES_PER_MINUTE):
+    None while the budget lasts, else the seconds until it allows another try."""
+    if not limiter.enabled:
+        return None
+    item = RateLimitItemPerMinute(current_app.config["AUTH_FAILURES_PER_MINUTE"])
+    address = request.remote_addr or "unknown"
+    if limiter.limiter.hit(item, "auth-failures", address):
+        return None
+    reset_at = limiter.limiter.get_window_stats(item, "auth-failures", address).reset_time
+    return max(1, math.ceil(reset_at - time.time()))
 
 
 @functools.cache

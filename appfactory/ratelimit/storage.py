@@ -23,13 +23,13 @@ fallback_active = Gauge(
     multiprocess_mode="livemax",
 )
 
-_WINDOW = "rate_window"  # on g: (limit key, Window) of the request's last hit
+_WINDOWS = "rate_windows"  # on g: limit key -> the Window the request's hit on it left
 
 
 def last_window(key: str) -> Window | None:
     """The window the current request's hit on `key` left behind, if any."""
-    stored = g._get_current_object().get(_WINDOW)
-    return stored[1] if stored and stored[0] == key else None
+    stored = g._get_current_object().get(_WINDOWS)
+    return stored.get(key) if stored else None
 
 
 class LimitStorage(Storage, SlidingWindowCounterSupport):
@@ -67,7 +67,11 @@ class LimitStorage(Storage, SlidingWindowCounterSupport):
         in_request = has_request_context()
         acquired, window = self._acquire(key, limit, expiry, amount, in_request)
         if in_request and window is not None:
-            g._get_current_object().rate_window = (key, window)
+            notes = g._get_current_object()
+            windows = notes.get(_WINDOWS)
+            if windows is None:
+                windows = notes.rate_windows = {}
+            windows[key] = window
         return acquired
 
     def _acquire(
@@ -93,13 +97,13 @@ class LimitStorage(Storage, SlidingWindowCounterSupport):
             return acquired, None
         ahead = fastpath.wanted() if in_request else None
         started = time.perf_counter()
-        acquired, counts, value = self.redis.acquire_window(
-            key, limit, expiry, amount, ahead.redis_key if ahead is not None else None
+        acquired, counts, values = self.redis.acquire_window(
+            key, limit, expiry, amount, ahead.keys if ahead is not None else ()
         )
-        if in_request:  # Server-Timing: the round trip that also read the cache entry ahead
+        if in_request:  # Server-Timing: the round trip that also read ahead (appfactory/fastpath.py)
             record("ratelimit", (time.perf_counter() - started) * 1000.0)
             if ahead is not None:
-                ahead.deliver(value)
+                ahead.deliver(values)
         self._succeeded()
         return acquired, window_of(limit, expiry, counts)
 

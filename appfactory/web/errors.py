@@ -32,7 +32,8 @@ _CODES = {
 class ApiError(Exception):
     """A domain failure with its HTTP status, a stable code and a human message.
 
-    `retry_after` (seconds) becomes the Retry-After header: when to try again makes sense.
+    `retry_after` (seconds) becomes the Retry-After header: when to try again makes sense; `headers`
+    are added as they are (WWW-Authenticate on a 401).
     """
 
     def __init__(
@@ -42,6 +43,7 @@ class ApiError(Exception):
         code: str | None = None,
         *,
         retry_after: float | None = None,
+        headers: dict[str, str] | None = None,
         **details: object,
     ) -> None:
         super().__init__(message)
@@ -49,6 +51,7 @@ class ApiError(Exception):
         self.message = message
         self.code = code or _CODES.get(status, "error")
         self.retry_after = retry_after
+        self.headers = headers
         self.details = details
 
 
@@ -70,6 +73,8 @@ def _api_error(err: ApiError) -> Response:
     response = _render(err.status, err.code, err.message, **err.details)
     if err.retry_after is not None:
         response.headers["Retry-After"] = str(max(1, math.ceil(err.retry_after)))
+    if err.headers:
+        response.headers.update(err.headers)
     return response
 
 

@@ -10,6 +10,7 @@ from typing import Any
 from flask import current_app
 
 from appfactory.cache import HIT, STALE, cache_call, cache_status
+from appfactory.identity.context import current_caller
 from appfactory.observability.metrics import observe_upstream
 from appfactory.observability.timing import timed
 from appfactory.web.errors import ApiError
@@ -17,18 +18,28 @@ from blueprints.templates import store as template_store
 from blueprints.templates.rendering import render
 
 
+def _audience() -> str:
+    """Whose answers a cached answer is shared with: everyone, or (AI_CACHE_SCOPE=user) the caller."""
+    if current_app.config["AI_CACHE_SCOPE"] == "shared":
+        return "*"
+    caller = current_caller()
+    return f"user:{caller.user_id}" if caller is not None else "anonymous"
+
+
 def entry_key(prompt: str, model: str | None, max_tokens: int, temperature: float) -> str:
     """The cache entry `generate` reads for these parameters."""
     provider = current_app.extensions["ai_provider"]
     model = model or provider.default_model
-    return _complete.entry_key(provider.name, provider.upstream, model, prompt, max_tokens, temperature)
+    return _complete.entry_key(
+        _audience(), provider.name, provider.upstream, model, prompt, max_tokens, temperature
+    )
 
 
 def generate(prompt: str, model: str | None, max_tokens: int, temperature: float) -> dict[str, Any]:
     """The answer for these parameters, from the cache when it has it."""
     provider = current_app.extensions["ai_provider"]
     model = model or provider.default_model
-    result = _complete(provider.name, provider.upstream, model, prompt, max_tokens, temperature)
+    result = _complete(_audience(), provider.name, provider.upstream, model, prompt, max_tokens, temperature)
     return _answer(result, cache_status() in (HIT, STALE))
 
 
@@ -50,9 +61,16 @@ def _answer(result: dict[str, Any], cached: bool) -> dict[str, Any]:
 
 @cache_call(ttl="AI_CACHE_TTL", key_prefix="ai")
 def _complete(
-    provider_name: str, upstream: str, model: str, prompt: str, max_tokens: int, temperature: float
+    audience: str,
+    provider_name: str,
+    upstream: str,
+    model: str,
+    prompt: str,
+    max_tokens: int,
+    temperature: float,
 ) -> dict:
-    # Every argument is part of the cache key: each one changes the answer (`upstream`: which server).
+    # Every argument is part of the cache key: each one changes the answer (`upstream`: which server)
+    # or who may read it (`audience`).
     provider = current_app.extensions["ai_provider"]
     guard = current_app.extensions["ai_guard"]
     started = time.perf_counter()

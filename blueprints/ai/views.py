@@ -8,6 +8,7 @@ from typing import Any
 from flask import current_app, request
 
 from appfactory.fastpath import answers_fresh_hits
+from appfactory.identity.access import requires_key
 from appfactory.web.validation import invalid, json_body, number_field, text_field
 from blueprints.ai import bp, service
 
@@ -18,9 +19,17 @@ DEFAULT_TEMPERATURE = 0.7
 _POST_FIELDS = ("prompt", "model", "max_tokens", "temperature", "template_id", "variables")
 
 
+def _model(source: Mapping[str, Any]) -> str | None:
+    model = text_field(source, "model", max_length=MAX_MODEL_CHARS, required=False)
+    offered = current_app.extensions["ai_models"]
+    if model is not None and model not in offered:
+        raise invalid("model", f"{model!r} is not offered here; choose one of {', '.join(sorted(offered))}")
+    return model
+
+
 def _options(source: Mapping[str, Any]) -> dict[str, Any]:
     return {
-        "model": text_field(source, "model", max_length=MAX_MODEL_CHARS, required=False),
+        "model": _model(source),
         "max_tokens": number_field(
             source, "max_tokens", minimum=1, maximum=MAX_TOKENS, integer=True, default=DEFAULT_MAX_TOKENS
         ),
@@ -49,6 +58,7 @@ def _query_entry() -> str:
 # A fresh cached answer is served before this view runs, on its behalf (appfactory/fastpath.py): the
 # rate limiter's Redis round trip reads the entry, so a HIT costs that one round trip.
 @bp.get("/generate")
+@requires_key(unless="AI_ALLOW_ANONYMOUS")
 @answers_fresh_hits(entry_key=_query_entry, answer=service.cached_answer)
 def generate_from_query() -> dict:
     prompt, options = _query()
@@ -56,6 +66,7 @@ def generate_from_query() -> dict:
 
 
 @bp.post("/generate")
+@requires_key(unless="AI_ALLOW_ANONYMOUS")
 def generate() -> dict:
     body = json_body(allowed=_POST_FIELDS)
     options = _options(body)

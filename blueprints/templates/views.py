@@ -7,6 +7,8 @@ from typing import Any
 from flask import url_for
 
 from appfactory.cache import cache_view, invalidate_cache
+from appfactory.identity.access import authorize, requires_key
+from appfactory.identity.context import current_caller
 from appfactory.web.validation import invalid, json_body, pagination, text_field
 from blueprints.templates import bp, store
 from blueprints.templates.rendering import render
@@ -43,31 +45,46 @@ def show(template_id: int) -> dict:
 
 
 @bp.post("")
+@requires_key()
 def create() -> tuple[dict, int, dict]:
-    template = store.create(_template_fields(partial=False))
+    fields = _template_fields(partial=False)
+    template = store.create({**fields, "owner_id": current_caller().user_id})
     invalidate_cache("templates")
     return template, 201, {"Location": url_for(".show", template_id=template["id"])}
 
 
+def _authorize_owner(template_id: int) -> dict[str, Any]:
+    """The template, when the caller owns it or is an admin (403 otherwise, 404 when missing)."""
+    template = store.get(template_id)
+    authorize(owner_id=template["owner_id"])
+    return template
+
+
 @bp.put("/<id:template_id>")
+@requires_key()
 def replace(template_id: int) -> dict:
+    _authorize_owner(template_id)
     template = store.update(template_id, _template_fields(partial=False))
     invalidate_cache("templates")
     return template
 
 
 @bp.patch("/<id:template_id>")
+@requires_key()
 def modify(template_id: int) -> dict:
+    current = _authorize_owner(template_id)
     fields = _template_fields(partial=True)
     if not fields:
-        return store.get(template_id)
+        return current
     template = store.update(template_id, fields)
     invalidate_cache("templates")
     return template
 
 
 @bp.delete("/<id:template_id>")
+@requires_key()
 def remove(template_id: int) -> tuple[str, int]:
+    _authorize_owner(template_id)
     store.delete(template_id)
     invalidate_cache("templates")
     return "", 204

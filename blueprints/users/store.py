@@ -10,6 +10,7 @@ from sqlalchemy.exc import IntegrityError
 
 from appfactory.db.models import as_utc, users
 from appfactory.extensions import db
+from appfactory.identity import store as key_store
 from appfactory.observability.timing import timed
 from appfactory.web.errors import ApiError
 
@@ -40,16 +41,16 @@ def _get(conn: Connection, user_id: int) -> dict[str, Any]:
 
 
 @timed("db")
-def create(fields: dict[str, Any]) -> dict[str, Any]:
-    """Insert a user; 409 when the email is taken."""
-    conn = db.connection()
+def create(fields: dict[str, Any]) -> tuple[dict[str, Any], str]:
+    """Insert a user and their first API key, together or not at all; 409 when the email is taken.
+    Returns the user and the key's token, which exists only here."""
     try:
-        user_id = conn.execute(users.insert().values(**fields)).inserted_primary_key[0]
-        conn.commit()
+        with db.transaction() as conn:
+            user_id = conn.execute(users.insert().values(**fields)).inserted_primary_key[0]
+            issued = key_store.issue(conn, user_id)
     except IntegrityError:
-        conn.rollback()
         raise ApiError(409, "A user with this email already exists.", field="email") from None
-    return _get(conn, user_id)
+    return _get(db.connection(), user_id), issued.token
 
 
 @timed("db")

@@ -8,6 +8,7 @@ from typing import Any
 from flask import url_for
 
 from appfactory.cache import cache_call, invalidate_cache
+from appfactory.identity.access import announce_revocation, authorize, may_see_private, requires_key
 from appfactory.web.validation import invalid, json_body, text_field
 from blueprints.users import bp, store
 
@@ -29,38 +30,56 @@ def _user_fields(partial: bool) -> dict[str, Any]:
     return {key: value for key, value in fields.items() if key in body}
 
 
+# Responses that show a user's email or key: no shared cache or browser history may keep them.
+PRIVATE = {"Cache-Control": "no-store"}
+
+
+def _as_seen(user: dict[str, Any]) -> dict[str, Any]:
+    """The record as the caller may see it: the email for that user or an admin only."""
+    if may_see_private(user["id"]):
+        return user
+    return {key: value for key, value in user.items() if key != "email"}
+
+
 @bp.post("")
 def create() -> tuple[dict, int, dict]:
-    user = store.create(_user_fields(partial=False))
-    return user, 201, {"Location": url_for(".show", user_id=user["id"])}
+    user, api_key = store.create(_user_fields(partial=False))
+    location = {"Location": url_for(".show", user_id=user["id"]), **PRIVATE}
+    return {**user, "api_key": api_key}, 201, location
 
 
 @cache_call(
     ttl="USER_CACHE_TTL", key_prefix="user", key=lambda user_id: f"{user_id}:profile", shared_only=True
 )
 def _profile(user_id: int) -> dict[str, Any]:
-    # The whole row is cached; what a viewer may see (the email) is decided per response.
+    # The whole record is cached, never one viewer's rendering: what a caller sees is decided per response.
     return store.get(user_id)
 
 
 @bp.get("/<id:user_id>")
-def show(user_id: int) -> dict:
-    return dict(_profile(user_id))
+def show(user_id: int) -> tuple[dict, int, dict]:
+    user = _as_seen(_profile(user_id))
+    return user, 200, PRIVATE if "email" in user else {}
 
 
 @bp.patch("/<id:user_id>")
-def modify(user_id: int) -> dict:
+@requires_key()
+def modify(user_id: int) -> tuple[dict, int, dict]:
+    authorize(owner_id=user_id)
     fields = _user_fields(partial=True)
     if not fields:
-        return store.get(user_id)
+        return store.get(user_id), 200, PRIVATE
     user = store.update(user_id, fields)
     invalidate_cache("user", pattern=f"{user_id}:*")
-    return user
+    return user, 200, PRIVATE
 
 
 @bp.delete("/<id:user_id>")
+@requires_key()
 def remove(user_id: int) -> tuple[str, int]:
-    store.delete(user_id)
+    authorize(owner_id=user_id)
+    store.delete(user_id)  # the user's keys go with them
+    announce_revocation()
     invalidate_cache("user", pattern=f"{user_id}:*")
     invalidate_cache("templates")  # the user's templates lost their owner_id
     return "", 204

@@ -15,7 +15,7 @@ def make_client(new_app):
 
 @pytest.fixture
 def ai(make_client):
-    return make_client()
+    return make_client(AI_MODELS="local-echo,other")
 
 
 def test_miss_then_hit_with_the_same_body(ai):

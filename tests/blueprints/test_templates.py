@@ -31,7 +31,7 @@ def test_show_answers_every_column_in_order_then_the_variables(client):
         "id", "name", "body", "description", "owner_id", "created_at", "updated_at", "variables"
     ]  # fmt: skip
     assert item["name"] == "greet" and item["body"] == "Hello {{ who }}, welcome to {{place}}!"
-    assert item["description"] == "a greeting" and item["owner_id"] is None
+    assert item["description"] == "a greeting" and item["owner_id"] == created["owner_id"] > 0
     assert item["variables"] == ["who", "place"]
     assert item["created_at"].endswith("+00:00") and item["updated_at"].endswith("+00:00")
     assert client.get("/api/v1/templates/999999").status_code == 404

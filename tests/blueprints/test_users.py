@@ -15,6 +15,7 @@ def test_create_then_show(client):
     user = response.get_json()
     assert user["email"] == "ada@example.com"
     assert response.headers["Location"] == f"/api/v1/users/{user['id']}"
+    assert user.pop("api_key").startswith(f"aig_{user['id']}_")
     assert client.get(response.headers["Location"]).get_json() == user
 
 

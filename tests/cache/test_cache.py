@@ -343,7 +343,7 @@ def test_deleting_a_user_refreshes_the_templates_listing_their_ownership(app, cl
 
     user = client.post("/api/v1/users", json={"email": "o@example.com", "name": "O"}).get_json()
     template = client.post("/api/v1/templates", json={"name": "owned", "body": "b"}).get_json()
-    with app.extensions["db"].begin() as conn:
+    with app.extensions["db"].begin() as conn:  # the template was the admin's: give it to the user
         conn.execute(update(templates).where(templates.c.id == template["id"]).values(owner_id=user["id"]))
     client.get("/api/v1/templates")
     assert client.get("/api/v1/templates").get_json()["items"][0]["owner_id"] == user["id"]

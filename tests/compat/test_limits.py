@@ -24,7 +24,7 @@ def test_verdicts_counts_and_windows_match_limits_own(monkeypatch):
     for _ in range(7):
         acquired, counts, read = fast.acquire_window(key, 5, 60, 1)
         assert acquired == public.acquire_sliding_window_entry(key, 5, 60, 1)
-        assert read is None
+        assert read == []
         assert counts[0::2] == public.get_sliding_window(key, 60)[0::2]  # the counts; TTLs differ by ms
         stats = strategy.get_window_stats(item, "client")
         window = window_of(5, 60, counts)
@@ -42,8 +42,10 @@ def test_it_reads_the_key_it_is_given_in_the_same_call():
     storage = RedisWindows(REDIS_URL, key_prefix=f"{prefix}:rl")
     storage.storage.set(f"{prefix}:entry", b"cached")
     try:
-        assert storage.acquire_window("k", 5, 60, 1, read=f"{prefix}:entry")[2] == b"cached"
-        assert storage.acquire_window("k", 5, 60, 1, read=f"{prefix}:missing")[2] is None
+        assert storage.acquire_window("k", 5, 60, 1, [f"{prefix}:entry"])[2] == [b"cached"]
+        assert storage.acquire_window("k", 5, 60, 1, [f"{prefix}:missing"])[2] == [None]
+        both = [f"{prefix}:missing", f"{prefix}:entry"]
+        assert storage.acquire_window("k", 5, 60, 1, both)[2] == [None, b"cached"]
     finally:
         storage.storage.delete(*storage.storage.keys(f"{prefix}:*"))
 

@@ -39,9 +39,10 @@ def test_every_public_way_answers_as_the_fast_paths_do(tmp_path):
     retry_in = [(a.pop("retry_in"), b.pop("retry_in")) for a, b in zip(fast, public, strict=True)]
     assert public == fast
     assert all((f is None) == (p is None) and abs((f or 0) - (p or 0)) <= 1 for f, p in retry_in), retry_in
-    assert [answer["status"] for answer in fast] == [200, 200, 422, 201, 200, 200, 200, 404, 429, 200]
+    assert [answer["status"] for answer in fast] == [200, 200, 422, 201, 200, 200, 200, 404, 429, 200, 401]
     assert [answer["headers"]["X-Cache"] for answer in fast[:2]] == ["MISS", "HIT"]
     assert fast[8]["headers"]["Retry-After"] is True
+    assert fast[10]["headers"]["WWW-Authenticate"] is not None  # revoked: refused at once
     assert "public way" not in fast_err
     for library in LIBRARIES:
         assert public_err.count(f"{library}: using the public way") == 1, public_err

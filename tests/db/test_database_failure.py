@@ -9,6 +9,7 @@ import requests
 
 from tests.conftest import key_namespace
 from tests.support.gunicorn import Gunicorn
+from tests.support.keys import bearer, issue_key
 from tests.support.services import REDIS_URL, PostgresServer
 
 pytestmark = pytest.mark.slow
@@ -39,6 +40,7 @@ def test_postgresql_restart_degrades_then_heals_without_a_service_restart(pg_ser
     }
     with Gunicorn(env, workers=2) as server:
         session = requests.Session()
+        session.headers.update(bearer(issue_key(pg_server.url)))
         created = session.post(f"{server.url}/api/v1/templates", json={"name": "t", "body": "b"}, timeout=10)
         assert created.status_code == 201
         item = f"{server.url}{created.headers['Location']}"

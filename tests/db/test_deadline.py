@@ -11,7 +11,7 @@ from appfactory import create_app
 from appfactory.config import sqlalchemy_url
 from appfactory.db import migrate
 from appfactory.db.models import templates
-from tests.conftest import base_overrides
+from tests.conftest import as_admin, base_overrides
 from tests.support.services import PostgresServer
 
 pytestmark = pytest.mark.slow
@@ -37,7 +37,7 @@ def _count(url: str) -> int:
 
 def test_a_frozen_database_answers_503_within_the_deadline_and_heals(frozen_pg):
     app = create_app(base_overrides(DATABASE_URL=frozen_pg.url, DB_TIMEOUT_S=1))
-    client = app.test_client()
+    client = as_admin(app)
     try:
         created = client.post("/api/v1/templates", json={"name": "t", "body": "b"})
         assert created.status_code == 201

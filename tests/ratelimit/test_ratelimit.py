@@ -5,11 +5,12 @@ from __future__ import annotations
 import time
 
 import pytest
-from flask import g, request
+from flask import request
 from prometheus_client import REGISTRY
 
 from appfactory import create_app
-from tests.conftest import base_overrides
+from tests.conftest import as_admin, base_overrides
+from tests.support.keys import bearer, issue_key
 from tests.support.services import RedisServer, free_port, require_redis
 from tests.support.windows import clear_of_minute_edge
 
@@ -45,7 +46,7 @@ def _assert_headers(response, limit, remaining, policy="default"):
 
 
 def test_headers_on_success_and_errors_down_to_429(make_app):
-    client = make_app().test_client()
+    client = as_admin(make_app())
     steps = [
         (client.post, "/api/v1/templates", {"json": {"name": "a", "body": "b"}}, 201),
         (client.get, "/api/v1/templates?limit=0", {}, 422),
@@ -141,21 +142,15 @@ def test_without_redis_the_one_worker_enforces_the_whole_limit(make_app):
     assert statuses == [200] * 20 + [429]
 
 
-def test_api_key_identity_gets_its_own_budget(make_app):
+def test_each_api_key_gets_its_own_budget(make_app):
     app = make_app(RATE_LIMIT_PER_MINUTE=1)
-
-    def identify():
-        if key := request.headers.get("X-Test-Key"):
-            g.api_key_id = key
-
-    # Identity must run before the limiter, which is the first hook after the request timer.
-    app.before_request_funcs[None].insert(1, identify)
+    first, second = (bearer(issue_key(app.config["DATABASE_URL"])) for _ in range(2))
     client = app.test_client()
     assert client.get("/api/v1/templates").status_code == 200
-    assert client.get("/api/v1/templates").status_code == 429
-    assert client.get("/api/v1/templates", headers={"X-Test-Key": "7"}).status_code == 200
-    assert client.get("/api/v1/templates", headers={"X-Test-Key": "8"}).status_code == 200
-    assert client.get("/api/v1/templates", headers={"X-Test-Key": "7"}).status_code == 429
+    assert client.get("/api/v1/templates").status_code == 429  # the address's budget
+    assert client.get("/api/v1/templates", headers=first).status_code == 200
+    assert client.get("/api/v1/templates", headers=second).status_code == 200
+    assert client.get("/api/v1/templates", headers=first).status_code == 429
 
 
 def test_forwarded_for_counts_only_through_trusted_proxies(make_app):

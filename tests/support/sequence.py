@@ -12,9 +12,17 @@ import sys
 
 from appfactory import create_app
 from appfactory.db import migrate
+from tests.support.keys import bearer, issue_key
 from tests.support.services import REDIS_URL
 
-HEADERS = ("X-Cache", "X-RateLimit-Limit", "X-RateLimit-Remaining", "RateLimit-Policy", "Retry-After")
+HEADERS = (
+    "X-Cache",
+    "X-RateLimit-Limit",
+    "X-RateLimit-Remaining",
+    "RateLimit-Policy",
+    "Retry-After",
+    "WWW-Authenticate",
+)
 VOLATILE = ("generated_at", "created_at", "updated_at")
 
 REQUESTS = [
@@ -28,6 +36,8 @@ REQUESTS = [
     ("GET", "/api/v1/nowhere", None),
     ("GET", "/api/v1/templates", None),  # the 9th: over the limit of 8
     ("GET", "/health/live", None),
+    ("REVOKE", "", None),  # the key is revoked: refused from the next request
+    ("GET", "/api/v1/ai/generate?prompt=tea", None),
 ]
 
 
@@ -59,10 +69,17 @@ def main(database_url: str, namespace: str) -> None:
             "AI_LOCAL_LATENCY_MS": 0,
             "LOG_LEVEL": "WARNING",
             "WEB_CONCURRENCY": 1,
+            "AI_ALLOW_ANONYMOUS": False,
         }
     )
     client = app.test_client()
-    answers = [_shown(client.open(path, method=method, json=body)) for method, path, body in REQUESTS]
+    token = issue_key(database_url, admin=False)
+    answers = []
+    for method, path, body in REQUESTS:
+        if method == "REVOKE":
+            assert app.test_cli_runner().invoke(args=["keys", "revoke", token.split("_")[1]]).exit_code == 0
+            continue
+        answers.append(_shown(client.open(path, method=method, json=body, headers=bearer(token))))
     app.extensions["response_cache"].counters.flush()
     print(json.dumps(answers))
 
