@@ -54,6 +54,8 @@ def confirm() -> None:
 
 
 def _needs_key() -> bool:
+    if request.method == "OPTIONS":  # a browser's CORS preflight never carries credentials
+        return False
     view = current_app.view_functions.get(request.endpoint)  # type: ignore[arg-type]
     needed = getattr(view, "requires_key", False)
     if isinstance(needed, str):  # the name of a flag that lets anonymous callers in
