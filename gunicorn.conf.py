@@ -113,10 +113,13 @@ _START_TASK_TIMEOUT_S = 120
 
 
 def on_starting(server):
-    """Migrate the schema once, before any worker forks, then start metrics from zero."""
-    _in_child_process(_migrate)  # first: the metrics files it may write are emptied next
+    """Migrate the schema once, before any worker forks, then start metrics from zero. When that
+    fails (a database that is not up yet), a child of the master keeps trying until it succeeds."""
+    migrated = _in_child_process(_migrate) == 0  # first: the metrics files it may write are emptied next
     _empty_metrics_dir()
     _check_connection_migration(server.log)
+    if not migrated and not (_settings["DATABASE_URL"] or "sqlite:").startswith("sqlite:"):
+        _start_child(_follow_schema)  # a server database may come up after the service
 
 
 _MIGRATE_REQ = "/proc/sys/net/ipv4/tcp_migrate_req"
@@ -140,42 +143,69 @@ def _check_connection_migration(log) -> None:
         )
 
 
-def _migrate() -> None:
-    from appfactory.db.migrate import upgrade_at_start
-
+def _database_url() -> str:
     url = _settings["DATABASE_URL"]
     if url is None:
         from appfactory import create_app
 
         url = create_app().config["DATABASE_URL"]
-    upgrade_at_start(url, connect_timeout=_settings["DB_CONNECT_TIMEOUT"])
+    return url
 
 
-def _in_child_process(task) -> None:
-    """Run `task` in a forked child and wait for it."""
+def _migrate() -> int:
+    from appfactory.db.migrate import upgrade_at_start
+
+    return 0 if upgrade_at_start(_database_url(), connect_timeout=_settings["DB_CONNECT_TIMEOUT"]) else 3
+
+
+def _follow_schema() -> int:
+    """In a child of the master: migrate as soon as the database answers, while the master lives."""
+    from appfactory.db.migrate import follow
+
+    master = os.getppid()
+    done = follow(_database_url(), _settings["DB_CONNECT_TIMEOUT"], lambda: os.getppid() == master)
+    return 0 if done else 4
+
+
+_children: list[int] = []  # start-up children still running: stopped with the master
+
+
+def _start_child(task) -> int:
+    """Run `task` in a forked child (its return value the exit status); returns the child's pid."""
     # What the task imports (alembic, mako, the app) stays out of the master, so out of every worker.
     pid = os.fork()
     if pid == 0:
         status = 0
         try:
-            task()
+            status = task() or 0
         except BaseException:
             logging.getLogger("gunicorn.error").exception("start-up task failed")
             status = 1
         finally:
             logging.shutdown()
             os._exit(status)
+    _children.append(pid)
+    return pid
+
+
+def _in_child_process(task) -> int | None:
+    """Run `task` in a forked child and wait for it: its exit status, None when it took too long."""
+    pid = _start_child(task)
     deadline = time.monotonic() + _START_TASK_TIMEOUT_S
     while time.monotonic() < deadline:
-        if os.waitpid(pid, os.WNOHANG)[0] == pid:
-            return
+        done, status = os.waitpid(pid, os.WNOHANG)
+        if done == pid:
+            _children.remove(pid)
+            return os.waitstatus_to_exitcode(status)
         time.sleep(0.05)
     # A database that froze mid-migration: start degraded rather than never.
     os.kill(pid, signal.SIGKILL)
     os.waitpid(pid, 0)
+    _children.remove(pid)
     logging.getLogger("gunicorn.error").error(
         "start-up task did not finish within %ss; starting without it", _START_TASK_TIMEOUT_S
     )
+    return None
 
 
 def child_exit(server, worker):
@@ -192,6 +222,18 @@ def child_exit(server, worker):
     archive_dead_worker(os.environ["PROMETHEUS_MULTIPROC_DIR"], worker.pid)
 
 
+def _parent_of(pid: int) -> int | None:
+    try:
+        with open(f"/proc/{pid}/stat") as stat:
+            return int(stat.read().rsplit(")", 1)[1].split()[1])
+    except (OSError, ValueError, IndexError):
+        return None
+
+
 def on_exit(server):
-    """Remove the metrics directory this configuration made for itself."""
+    """Stop a schema follower still waiting for the database; remove the metrics directory this
+    configuration made for itself."""
+    for pid in _children:
+        if _parent_of(pid) == os.getpid():  # not done, reaped, and its pid given to another process
+            os.kill(pid, signal.SIGTERM)
     _remove_own_metrics_dir()

@@ -6,6 +6,7 @@ from flask import Blueprint, current_app
 
 from appfactory import cache as cache_module
 from appfactory import ratelimit
+from appfactory.db.engine import BEHIND, CURRENT, DOWN
 from appfactory.extensions import db, limiter, redis_client
 
 bp = Blueprint("health", __name__)
@@ -13,8 +14,9 @@ limiter.exempt(bp)
 
 
 def _report() -> tuple[dict, int]:
-    db_ok, db_ms = db.probe()
-    report: dict = {"database": "connected" if db_ok else "disconnected"}
+    schema, db_ms = db.probe()
+    db_ok = schema == CURRENT  # answering, and with every table the code reads
+    report: dict = {"database": "disconnected" if schema == DOWN else "connected"}
     latency = {"database_ms": db_ms}
     redis_ok = True
     if redis_client.configured:
@@ -26,6 +28,7 @@ def _report() -> tuple[dict, int]:
     report = {
         "status": status,
         **report,
+        "schema": {CURRENT: "current", BEHIND: "behind"}.get(schema, "unknown"),
         "version": current_app.config["VERSION"],
         "cache": cache_module.backend_name(),
         "rate_limit_storage": ratelimit.storage_name(),

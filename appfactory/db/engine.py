@@ -2,23 +2,28 @@
 
 from __future__ import annotations
 
+import functools
 import logging
 import os
 import threading
 import time
 import weakref
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from concurrent.futures import Future
 from concurrent.futures import TimeoutError as FutureTimeout
 from contextlib import contextmanager
 from queue import SimpleQueue
-from typing import Any
+from typing import Any, TypeVar
 
-from flask import Flask, current_app, g
+from flask import Flask, Response, current_app, g
 from sqlalchemy import Engine, create_engine, event, exc, text
 from sqlalchemy.engine import Connection, make_url
 
+from appfactory.db.models import SCHEMA_REVISION
+from appfactory.web.errors import ApiError, error_response, unexpected_error
+
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 PROBE_TIMEOUT_S = 1.0
 # A connection back in the pool for longer than this is pinged before reuse; a busy pool never is.
@@ -137,6 +142,7 @@ class Database:
         app.extensions["db"] = build_engine(app.config)
         app.extensions["db_probe"] = _Probe()
         app.teardown_appcontext(self._release)
+        app.register_error_handler(exc.ProgrammingError, _schema_not_ready)
 
     @property
     def engine(self) -> Engine:
@@ -150,6 +156,15 @@ class Database:
         if conn is None:
             conn = notes.db_conn = current_app.extensions["db"].connect()
         return conn
+
+    def discard_connection(self) -> None:
+        """Drop the app context's connection (it died): the next `connection()` checks out another."""
+        conn = g._get_current_object().pop("db_conn", None)
+        if conn is not None:
+            try:
+                conn.invalidate()
+            except Exception:  # already unusable: nothing left to close
+                log.debug("Could not invalidate a dead connection", exc_info=True)
 
     def _release(self, exc: BaseException | None) -> None:
         conn = g.pop("db_conn", None)
@@ -181,9 +196,36 @@ class Database:
             "overflow": max(0, getattr(pool, "overflow", lambda: 0)()),
         }
 
-    def probe(self) -> tuple[bool, float]:
-        """Run SELECT 1 bounded by PROBE_TIMEOUT_S; returns (answered, latency in ms)."""
+    def probe(self) -> tuple[str, float]:
+        """Read the schema's revision, bounded by PROBE_TIMEOUT_S: (state, latency in ms), the state
+        CURRENT (answered, schema at head), BEHIND (answered, schema not at head) or DOWN."""
         return current_app.extensions["db_probe"].run(self.engine)
+
+
+def retried_read(read: Callable[..., T]) -> Callable[..., T]:
+    """A read that failed because its pooled connection was dead (a restarted or failed-over server)
+    runs once more on a fresh one. Only reads: a write that failed may have been applied, so it is
+    never repeated blindly. A call past DB_TIMEOUT_S is not retried either: that would double the wait.
+    """
+
+    @functools.wraps(read)
+    def once_more(*args: Any, **kwargs: Any) -> T:
+        try:
+            return read(*args, **kwargs)
+        except exc.DBAPIError as error:
+            if not error.connection_invalidated or _past_deadline(error):
+                raise
+            log.info("Read on a dead pooled connection retried on a fresh one")
+            db.discard_connection()
+            return read(*args, **kwargs)
+
+    return once_more
+
+
+def _past_deadline(error: exc.DBAPIError) -> bool:
+    from appfactory.db.deadline import DeadlineExceeded
+
+    return isinstance(error.orig, DeadlineExceeded)
 
 
 class _Probe:
@@ -195,11 +237,11 @@ class _Probe:
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
-        self._current: tuple[float, Future[bool]] | None = None
-        self._queue: SimpleQueue[tuple[Engine, Future[bool]]] | None = None
+        self._current: tuple[float, Future[str]] | None = None
+        self._queue: SimpleQueue[tuple[Engine, Future[str]]] | None = None
         self._pid = 0
 
-    def run(self, engine: Engine) -> tuple[bool, float]:
+    def run(self, engine: Engine) -> tuple[str, float]:
         started = time.perf_counter()
         with self._lock:
             if self._queue is None or self._pid != os.getpid():
@@ -210,10 +252,10 @@ class _Probe:
             attempt_started, attempt = self._current
         remaining = max(0.0, PROBE_TIMEOUT_S - (started - attempt_started))
         try:
-            answered = attempt.result(remaining)
+            state = attempt.result(remaining)
         except FutureTimeout:
-            answered = False
-        return answered, round((time.perf_counter() - started) * 1000, 2)
+            state = DOWN
+        return state, round((time.perf_counter() - started) * 1000, 2)
 
     def _start_side_thread(self) -> None:
         # Daemon, unlike an executor's thread, so a probe stuck on a frozen server never holds up exit.
@@ -222,23 +264,51 @@ class _Probe:
         threading.Thread(target=_serve_probes, args=(self._queue,), name="db-probe", daemon=True).start()
 
 
-def _serve_probes(queue: SimpleQueue[tuple[Engine, Future[bool]]]) -> None:
+def _serve_probes(queue: SimpleQueue[tuple[Engine, Future[str]]]) -> None:
     while True:
         engine, answer = queue.get()
-        answer.set_result(_select_one(engine))
+        answer.set_result(_schema_state(engine))
 
 
-def _select_one(engine: Engine) -> bool:
+def _schema_state(engine: Engine) -> str:
     try:
         with engine.connect() as conn:
-            conn.execute(_SELECT_ONE)
+            revision = conn.execute(_REVISION).scalar()
+    except exc.DBAPIError as error:
+        if missing_table(error):  # it answered: the schema is not there yet
+            return BEHIND
+        log.warning("Database probe failed: %s", error.__class__.__name__)
+        return DOWN
+    except Exception as error:
+        log.warning("Database probe failed: %s", error.__class__.__name__)
+        return DOWN
+    return CURRENT if revision == SCHEMA_REVISION else BEHIND
+
+
+def _schema_not_ready(error: exc.ProgrammingError) -> Response:
+    """A table the code reads is not there: the database came up after the service and the schema
+    is still being brought to head (gunicorn.conf.py). A 503, like any database not ready."""
+    if not missing_table(error):
+        return unexpected_error(error)
+    log.warning("Database schema not at head: %s", str(error.orig).strip().splitlines()[0])
+    return error_response(
+        ApiError(
+            503, "The database is not ready yet; try again shortly.", "database_unavailable", retry_after=2
+        )
+    )
+
+
+def missing_table(error: exc.DBAPIError) -> bool:
+    """Whether the database answered that a table does not exist (the schema is not at head)."""
+    original = error.orig
+    if getattr(original, "pgcode", None) in ("42P01", "42703"):  # undefined table, undefined column
         return True
-    except Exception as exc:
-        log.warning("Database probe failed: %s", exc.__class__.__name__)
-        return False
+    return "no such table" in str(original) or "no such column" in str(original)
 
 
-_SELECT_ONE = text("SELECT 1")
+# What the health probe answers about the database.
+CURRENT, BEHIND, DOWN = "current", "behind", "down"
+_REVISION = text("SELECT version_num FROM alembic_version")
 
 
 db = Database()

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import logging
 import os
+import time
+from collections.abc import Callable
 
 from alembic import command
 from alembic.config import Config as AlembicConfig
@@ -60,3 +62,27 @@ def upgrade_at_start(database_url: str, connect_timeout: int = 10) -> bool:
         return False
     log.info("Database schema is up to date")
     return True
+
+
+def follow(
+    database_url: str, connect_timeout: int, wanted: Callable[[], bool], longest_wait_s: float = 15.0
+) -> bool:
+    """Bring the schema to head once the database answers: try with back-off (1 s doubling to
+    `longest_wait_s`) while `wanted()`; True once done. The advisory lock keeps several instances
+    following the same database from migrating at once."""
+    log.warning("Database schema is not at head; retrying until the database answers")
+    wait = 1.0
+    while True:
+        deadline = time.monotonic() + wait
+        while time.monotonic() < deadline:
+            if not wanted():
+                return False
+            time.sleep(min(0.2, max(0.0, deadline - time.monotonic())))
+        try:
+            upgrade(database_url, connect_timeout=connect_timeout)
+        except Exception as exc:
+            log.info("Database still not migrated (next try in %.0f s): %s", wait, exc.__class__.__name__)
+            wait = min(wait * 2, longest_wait_s)
+            continue
+        log.warning("Database schema brought to head")
+        return True

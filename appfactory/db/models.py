@@ -6,6 +6,10 @@ from datetime import UTC, datetime
 
 from sqlalchemy import Boolean, Column, DateTime, ForeignKey, Integer, MetaData, String, Table, Text
 
+# The alembic revision these tables are at (migrations/versions/): the health probe compares the
+# database's with it; tests/db/test_db.py checks it is alembic's head.
+SCHEMA_REVISION = "0003"
+
 metadata = MetaData(
     naming_convention={
         "ix": "ix_%(column_0_label)s",

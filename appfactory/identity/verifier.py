@@ -19,7 +19,7 @@ from datetime import timedelta
 import redis
 
 from appfactory import fastpath
-from appfactory.db.engine import db
+from appfactory.db.engine import db, retried_read
 from appfactory.db.models import as_utc, utcnow
 from appfactory.identity import store, tokens
 from appfactory.identity.context import REFUSED, REMEMBERED, VERIFIED, Credentials
@@ -33,6 +33,11 @@ UNKNOWN = object()  # no version could be read: matches no remembered key
 REMEMBER_S = 60.0  # a remembered key is read again after this long (and its last use noted)
 TOUCH_EVERY = timedelta(seconds=60)  # last_used_at is written at most this often per key
 MAX_REMEMBERED = 10_000
+
+
+@retried_read
+def _find(key_id: int) -> store.KeyRecord | None:
+    return store.find(db.connection(), key_id)
 
 
 def refused() -> Credentials:
@@ -88,8 +93,8 @@ class KeyVerifier:
 
     @timed("db")
     def _from_database(self, presented: tokens.Presented, version: object) -> Credentials:
+        record = _find(presented.key_id)
         conn = db.connection()
-        record = store.find(conn, presented.key_id)
         now = utcnow()
         if (
             record is None

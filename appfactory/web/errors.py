@@ -69,7 +69,8 @@ def _render(status: int, code: str, message: str, response: Response | None = No
     return response
 
 
-def _api_error(err: ApiError) -> Response:
+def error_response(err: ApiError) -> Response:
+    """The envelope for `err`, as its handler writes it (for handlers registered elsewhere)."""
     response = _render(err.status, err.code, err.message, **err.details)
     if err.retry_after is not None:
         response.headers["Retry-After"] = str(max(1, math.ceil(err.retry_after)))
@@ -96,7 +97,8 @@ def _database_error(err: DBAPIError | PoolTimeout) -> Response:
     return response
 
 
-def _unexpected(err: Exception) -> Response:
+def unexpected_error(err: Exception) -> Response:
+    """A bug: logged with its traceback, answered 500 without one."""
     original = getattr(err, "original_exception", None) or err
     if isinstance(original, (OperationalError, PoolTimeout)):
         return _database_error(original)
@@ -106,8 +108,8 @@ def _unexpected(err: Exception) -> Response:
 
 def register_error_handlers(app: Flask) -> None:
     """Route every error to the JSON envelope."""
-    app.register_error_handler(ApiError, _api_error)
+    app.register_error_handler(ApiError, error_response)
     app.register_error_handler(HTTPException, _http_error)
     app.register_error_handler(OperationalError, _database_error)
     app.register_error_handler(PoolTimeout, _database_error)
-    app.register_error_handler(InternalServerError, _unexpected)
+    app.register_error_handler(InternalServerError, unexpected_error)

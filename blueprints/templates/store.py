@@ -8,6 +8,7 @@ from sqlalchemy import bindparam, func, select
 from sqlalchemy.engine import Connection
 from sqlalchemy.exc import IntegrityError
 
+from appfactory.db.engine import retried_read
 from appfactory.db.models import as_utc, templates
 from appfactory.extensions import db
 from appfactory.observability.timing import timed
@@ -41,6 +42,7 @@ def to_dict(row: Any) -> dict[str, Any]:
 
 
 @timed("db")
+@retried_read
 def list_page(limit: int, offset: int) -> dict[str, Any]:
     """One page of templates, oldest first, with the total count."""
     conn = db.connection()
@@ -50,6 +52,7 @@ def list_page(limit: int, offset: int) -> dict[str, Any]:
 
 
 @timed("db")
+@retried_read
 def get(template_id: int) -> dict[str, Any]:
     """One template, or 404."""
     return _get(db.connection(), template_id)

@@ -8,6 +8,7 @@ from sqlalchemy import bindparam, select
 from sqlalchemy.engine import Connection
 from sqlalchemy.exc import IntegrityError
 
+from appfactory.db.engine import retried_read
 from appfactory.db.models import as_utc, users
 from appfactory.extensions import db
 from appfactory.identity import store as key_store
@@ -28,6 +29,7 @@ def to_dict(row: Any) -> dict[str, Any]:
 
 
 @timed("db")
+@retried_read
 def get(user_id: int) -> dict[str, Any]:
     """One user, or 404."""
     return _get(db.connection(), user_id)
