@@ -16,7 +16,7 @@ from appfactory.observability.metrics import record_cache
 from appfactory.observability.timing import timed
 from appfactory.redis.client import REDIS_ERRORS
 from appfactory.resilience.breaker import Breaker
-from appfactory.web.errors import ApiError
+from appfactory.web.errors import as_api_error
 
 log = logging.getLogger(__name__)
 
@@ -119,8 +119,9 @@ class ResponseCache:
             if token is not None:
                 try:
                     return forced or MISS, self._compute(store, key, ttl, compute)
-                except ApiError as exc:  # those waiting get this answer instead of calling again
-                    store.share_failure(key, exc)
+                except Exception as exc:  # those waiting get this answer instead of calling again
+                    if (answer := as_api_error(exc)) is not None:
+                        store.share_failure(key, answer)
                     raise
                 finally:
                     store.release(key, token)

@@ -96,8 +96,10 @@ def _ping_idle_connections(engine: Engine) -> None:
             return
         try:
             engine.dialect.do_ping(dbapi_connection)
-        except engine.dialect.loaded_dbapi.Error as error:  # the pool then opens a fresh one
-            raise exc.DisconnectionError("connection lost while idle in the pool") from error
+        except engine.dialect.loaded_dbapi.Error as error:
+            if _is_deadline(error):  # frozen, not restarted: a new connection would wait as long again
+                raise exc.OperationalError("ping", None, error) from error
+            raise exc.DisconnectionError("connection lost while idle in the pool") from error  # a fresh one
 
 
 def _forget_pool_after_fork(engine: Engine) -> None:
@@ -223,9 +225,13 @@ def retried_read(read: Callable[..., T]) -> Callable[..., T]:
 
 
 def _past_deadline(error: exc.DBAPIError) -> bool:
+    return _is_deadline(error.orig)
+
+
+def _is_deadline(error: BaseException | None) -> bool:
     from appfactory.db.deadline import DeadlineExceeded
 
-    return isinstance(error.orig, DeadlineExceeded)
+    return isinstance(error, DeadlineExceeded)
 
 
 class _Probe:

@@ -88,13 +88,28 @@ def _http_error(err: HTTPException) -> Response:
     return _render(status, _CODES.get(status, "error"), message, err.get_response())
 
 
+def _database_unavailable() -> ApiError:
+    return ApiError(
+        503, "The database is unavailable; try again shortly.", "database_unavailable", retry_after=2
+    )
+
+
+def as_api_error(err: BaseException) -> ApiError | None:
+    """The answer a failure stands for when it is not a bug: itself (ApiError), or 503 for a database
+    that does not answer; None for anything else. The cache shares it with callers waiting on the
+    same computation, so they answer at once instead of trying again one after the other."""
+    if isinstance(err, ApiError):
+        return err
+    if isinstance(err, (OperationalError, PoolTimeout)):
+        return _database_unavailable()
+    return None
+
+
 def _database_error(err: DBAPIError | PoolTimeout) -> Response:
     # An outage, not a bug: one line per request without a traceback keeps the logs readable.
     reason = (str(getattr(err, "orig", None) or err).strip().splitlines() or [""])[0]
     log.warning("Database unavailable: %s: %s", type(err).__name__, reason)
-    response = _render(503, "database_unavailable", "The database is unavailable; try again shortly.")
-    response.headers["Retry-After"] = "2"
-    return response
+    return error_response(_database_unavailable())
 
 
 def unexpected_error(err: Exception) -> Response:

@@ -7,7 +7,7 @@ import pytest
 
 from appfactory.cache import cache_call, invalidate_cache
 from appfactory.cache import flow as cacheflow
-from appfactory.web.errors import ApiError
+from appfactory.web.errors import ApiError, as_api_error
 from tests.conftest import key_namespace
 from tests.support.services import REDIS_URL, RedisServer, delete_namespace, free_port, require_redis
 
@@ -176,8 +176,9 @@ def _concurrently(apps, count, fn):
             gate.wait()
             try:
                 outcomes.append(fn())
-            except ApiError as exc:
-                outcomes.append(exc.status)
+            except Exception as exc:  # the status the service answers it with
+                answer = as_api_error(exc)
+                outcomes.append(answer.status if answer is not None else repr(exc))
 
     threads = [threading.Thread(target=call, args=(apps[i % len(apps)],)) for i in range(count)]
     for thread in threads:
@@ -220,6 +221,22 @@ def test_concurrent_misses_share_the_owner_failure_once(workers):
     with workers[0].app_context(), pytest.raises(ApiError):
         failing()
     assert len(calls) == 2
+
+
+def test_a_database_outage_met_by_the_owner_is_shared_with_those_waiting(workers):
+    from sqlalchemy.exc import OperationalError
+
+    calls = []
+
+    @cache_call(ttl=60, key_prefix="database")
+    def reading():
+        calls.append(1)
+        time.sleep(0.3)  # as a read waiting out DB_TIMEOUT_S would
+        raise OperationalError("SELECT 1", {}, Exception("the database did not answer"))
+
+    started = time.monotonic()
+    assert _concurrently(workers, 6, reading) == [503] * 6  # database_unavailable, once for all
+    assert len(calls) == 1 and time.monotonic() - started < 0.3 * 2
 
 
 def test_templates_list_is_cached_and_every_write_invalidates_it(shared_client):

@@ -12,7 +12,7 @@ from tests.support.gunicorn import Gunicorn
 from tests.support.keys import bearer, issue_key
 from tests.support.services import REDIS_URL, PostgresServer
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.failure]
 
 
 @pytest.fixture

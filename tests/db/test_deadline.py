@@ -14,7 +14,7 @@ from appfactory.db.models import templates
 from tests.conftest import as_admin, base_overrides
 from tests.support.services import PostgresServer
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.failure]
 
 
 @pytest.fixture

@@ -71,6 +71,20 @@ class Gunicorn:
         self.stop()
         raise TimeoutError(f"gunicorn did not answer within {timeout}s:\n{self.log()}")
 
+    def worker_pids(self) -> set[int]:
+        """The master's children now: its workers (and a schema follower while one runs)."""
+        children = set()
+        for entry in os.listdir("/proc"):
+            if not entry.isdigit():
+                continue
+            try:
+                with open(f"/proc/{entry}/stat") as stat:
+                    if int(stat.read().rsplit(")", 1)[1].split()[1]) == self.process.pid:
+                        children.add(int(entry))
+            except (OSError, IndexError, ValueError):
+                continue
+        return children
+
     def log(self) -> str:
         return Path(self.output.name).read_text(errors="replace")
 
