@@ -21,6 +21,7 @@ def create_app(overrides: Mapping[str, Any] | None = None) -> Flask:
     from appfactory import config
     from appfactory.cli import register_cli
     from appfactory.extensions import init_extensions
+    from appfactory.identity.hooks import note_required_keys
     from appfactory.observability.logging import configure_logging
     from appfactory.web.application import ServiceFlask
     from appfactory.web.errors import register_error_handlers
@@ -42,5 +43,6 @@ def create_app(overrides: Mapping[str, Any] | None = None) -> Flask:
     register_hooks(app)
     register_error_handlers(app)
     register_blueprints(app)
+    note_required_keys(app)  # which views need a key, known once every route is
     register_cli(app)
     return app

@@ -56,7 +56,7 @@ def test_reference_apps_and_service_cases_are_measured(report):
         assert median["worker_cpu_us"] > 0 and median["redis_cpu_us"] >= 0, (key, median)
     assert results["cases"]["wsgi"]["ratios"]["wsgi"]["rps"] == pytest.approx(1.0)
     assert results["cases"]["flask"]["ratios"]["flask"]["p99_ms"] == pytest.approx(1.0)
-    for key in ("ai_hit", "ai_miss"):
+    for key in ("ai_hit", "ai_hit_key", "ai_miss"):
         assert results["cases"][key]["status"] in ("ok", "not available")
 
 
@@ -69,6 +69,12 @@ def test_cache_hit_case_is_warm_when_served(report):
     assert hit["ratios"]["plain"]["rps"] > 0 and hit["ratios"]["flask_redis"]["rps"] > 0
     assert "Cache HIT req/s against the plain assembly" in (report / "BENCHMARKS.md").read_text()
     assert results["server_time"]["ai_hit"]["x_cache"].get("HIT") == results["plan"]["server_time_requests"]
+    keyed = results["cases"]["ai_hit_key"]  # the same entry, with the run's API key
+    assert keyed["status"] == "ok" and keyed["x_cache"] == "HIT"
+    assert (
+        results["server_time"]["ai_hit_key"]["x_cache"].get("HIT") == results["plan"]["server_time_requests"]
+    )
+    assert "Cache HIT with an API key against the anonymous HIT" in (report / "BENCHMARKS.md").read_text()
     fan = results["fan_out"]
     assert fan["upstream_calls"] >= 1 and fan["statuses"] == {"200": fan["clients"]}
 

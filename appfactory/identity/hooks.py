@@ -25,7 +25,7 @@ def unauthorized() -> ApiError:
 def identify() -> None:
     """Before-request, before the limiter: read the presented key (remembered, or from the database)."""
     req = request._get_current_object()
-    if req.query_string and _key_in_query(req.args):
+    if _may_carry_a_key(req.query_string) and _key_in_query(req.args):
         raise ApiError(400, "API keys are accepted only in the Authorization header, never in the URL.")
     header = req.environ.get("HTTP_AUTHORIZATION")
     if header is None:
@@ -54,13 +54,30 @@ def confirm() -> None:
 
 
 def _needs_key() -> bool:
-    if request.method == "OPTIONS":  # a browser's CORS preflight never carries credentials
+    req = request._get_current_object()
+    if req.method == "OPTIONS":  # a browser's CORS preflight never carries credentials
         return False
-    view = current_app.view_functions.get(request.endpoint)  # type: ignore[arg-type]
-    needed = getattr(view, "requires_key", False)
-    if isinstance(needed, str):  # the name of a flag that lets anonymous callers in
-        return not current_app.config[needed]
-    return bool(needed)
+    return current_app.extensions["identity_required"].get(req.endpoint, False)
+
+
+def note_required_keys(app: Flask) -> None:
+    """Endpoint -> whether it needs a key, from the views' `requires_key` marks and the config,
+    worked out once: the factory calls this after registering the blueprints."""
+    needed = {}
+    for endpoint, view in app.view_functions.items():
+        mark = getattr(view, "requires_key", False)
+        if isinstance(mark, str):  # the name of a flag that lets anonymous callers in
+            mark = not app.config[mark]
+        needed[endpoint] = bool(mark)
+    app.extensions["identity_required"] = needed
+
+
+def _may_carry_a_key(query_string: bytes) -> bool:
+    """A cheap look at the raw query before parsing it (most requests: no)."""
+    if not query_string:
+        return False
+    raw = query_string.lower()
+    return b"aig_" in raw or b"key" in raw or b"token" in raw or b"authorization" in raw
 
 
 def _key_in_query(args) -> bool:

@@ -84,7 +84,7 @@ def _finisher(app: Flask) -> Callable[[Response], Response]:
         headers.add("X-Process-Time", f"{total:.2f}ms")
         headers.add("Server-Timing", server_timing(total, trace.spans))
         headers.add("X-Content-Type-Options", "nosniff")
-        if "Cache-Control" not in headers and "HTTP_AUTHORIZATION" in request.environ:
+        if "HTTP_AUTHORIZATION" in request.environ and "Cache-Control" not in headers:
             headers.add("Cache-Control", "no-store")  # an answer to a key is that key's alone
         return response
 
