@@ -165,6 +165,12 @@ VARS: tuple[Var, ...] = (
     Var("RATE_LIMIT_AI_PER_MINUTE", None, _integer(1), "unset: AI generation shares the default budget"),
     Var("RATELIMIT_ENABLED", True, _flag, "false switches rate limiting off"),
     Var("AUTH_FAILURES_PER_MINUTE", 10, _integer(1), "refused keys one address may send per minute"),
+    Var(
+        "RATE_LIMIT_SIGNUPS_PER_MINUTE",
+        5,
+        _integer(1),
+        "users (each with a key) one client may create per minute",
+    ),
     Var("AI_ALLOW_ANONYMOUS", False, _flag, "true: generation without an API key"),
     Var("AI_MODELS", None, _names, "models clients may ask for; default: the configured model alone"),
     Var("AI_CACHE_SCOPE", "shared", _choice("shared", "user"), "shared: one answer for everyone"),

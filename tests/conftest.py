@@ -86,6 +86,7 @@ def base_overrides(**extra) -> dict:
         "LOG_LEVEL": "WARNING",
         "AI_LOCAL_LATENCY_MS": 0,
         "RATE_LIMIT_PER_MINUTE": 10_000,
+        "RATE_LIMIT_SIGNUPS_PER_MINUTE": 10_000,
         "WEB_CONCURRENCY": 1,  # one process: the in-memory rate limit share is the whole limit
         # Generation without a key, so cache and upstream tests need none; tests/identity/ tests
         # the default (a key required) by setting it back to None.

@@ -9,6 +9,7 @@ from flask import url_for
 
 from appfactory.cache import cache_call, invalidate_cache
 from appfactory.identity.access import announce_revocation, authorize, may_see_private, requires_key
+from appfactory.ratelimit import policy_limit
 from appfactory.web.validation import invalid, json_body, text_field
 from blueprints.users import bp, store
 
@@ -42,6 +43,7 @@ def _as_seen(user: dict[str, Any]) -> dict[str, Any]:
 
 
 @bp.post("")
+@policy_limit("RATE_LIMIT_SIGNUPS_PER_MINUTE", "signup")  # each new user is a new key: a tight budget
 def create() -> tuple[dict, int, dict]:
     user, api_key = store.create(_user_fields(partial=False))
     location = {"Location": url_for(".show", user_id=user["id"]), **PRIVATE}

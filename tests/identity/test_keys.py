@@ -235,6 +235,17 @@ def test_two_keys_behind_one_address_have_separate_budgets(database_url):
         app.extensions["db"].dispose()
 
 
+def test_sign_ups_have_a_tight_budget_of_their_own(new_app):
+    app = new_app(RATE_LIMIT_SIGNUPS_PER_MINUTE=None)  # the default, 5 a minute
+    client = app.test_client()
+    answers = [
+        client.post("/api/v1/users", json={"email": f"u{n}@example.com", "name": "U"}) for n in range(7)
+    ]
+    assert [answer.status_code for answer in answers] == [201] * 5 + [429] * 2
+    assert answers[-1].headers["RateLimit-Policy"] == '"signup";q=5;w=60'
+    assert client.get("/api/v1/templates").status_code == 200  # the default budget is untouched
+
+
 def test_wrong_keys_from_one_address_end_in_429(database_url):
     app = create_app(base_overrides(DATABASE_URL=database_url))
     try:
