@@ -2,41 +2,19 @@
 
 from __future__ import annotations
 
-import http.client
 import json
 import subprocess
 import sys
-from urllib.parse import urlsplit
 
 import pytest
 
 from tests.conftest import key_namespace, truncate
 from tests.support.gunicorn import ROOT, Gunicorn
+from tests.support.http import fresh
 from tests.support.services import REDIS_URL, require_redis
 from tests.support.windows import clear_of_minute_edge
 
 pytestmark = pytest.mark.slow
-
-
-def _fresh(
-    url: str, method: str, path: str, body: dict | None = None, key: str | None = None
-) -> tuple[int, dict, dict]:
-    """One request over a connection of its own, so any worker may answer it."""
-    parts = urlsplit(url)
-    conn = http.client.HTTPConnection(parts.hostname, parts.port, timeout=10)
-    try:
-        headers = {"Connection": "close"}
-        if key is not None:
-            headers["Authorization"] = f"Bearer {key}"
-        payload = None
-        if body is not None:
-            payload, headers["Content-Type"] = json.dumps(body), "application/json"
-        conn.request(method, path, body=payload, headers=headers)
-        response = conn.getresponse()
-        raw = response.read()
-        return response.status, dict(response.getheaders()), (json.loads(raw) if raw else {})
-    finally:
-        conn.close()
 
 
 def _defaults(tmp_path, **extra: str) -> dict[str, str]:
@@ -48,7 +26,7 @@ def test_the_defaults_run_one_worker_and_give_a_client_exactly_the_configured_li
     env = _defaults(tmp_path, RATE_LIMIT_PER_MINUTE="10", LOG_LEVEL="INFO")
     with Gunicorn(env, workers=None) as server:
         clear_of_minute_edge()
-        answers = [_fresh(server.url, "GET", "/api/v1/templates") for _ in range(12)]
+        answers = [fresh(server.url, "GET", "/api/v1/templates") for _ in range(12)]
         server.stop()
         log = server.log()
     assert [status for status, _, _ in answers] == [200] * 10 + [429] * 2
@@ -63,26 +41,26 @@ def test_the_defaults_run_one_worker_and_give_a_client_exactly_the_configured_li
 
 
 def _writes_are_seen_by_every_read(url: str) -> None:
-    status, _, ada = _fresh(url, "POST", "/api/v1/users", {"email": "ada@example.com", "name": "Ada"})
+    status, _, ada = fresh(url, "POST", "/api/v1/users", {"email": "ada@example.com", "name": "Ada"})
     assert status == 201
     profile = f"/api/v1/users/{ada['id']}"
-    warm = [_fresh(url, "GET", profile) for _ in range(16)]  # fill every worker's view of it
+    warm = [fresh(url, "GET", profile) for _ in range(16)]  # fill every worker's view of it
     assert {answer[2]["name"] for answer in warm} == {"Ada"}
-    assert [_fresh(url, "GET", "/api/v1/templates")[2]["total"] for _ in range(16)] == [0] * 16
+    assert [fresh(url, "GET", "/api/v1/templates")[2]["total"] for _ in range(16)] == [0] * 16
 
     key = ada["api_key"]
-    assert _fresh(url, "PATCH", profile, {"name": "Ada L."}, key=key)[0] == 200
-    assert [_fresh(url, "GET", profile)[2]["name"] for _ in range(16)] == ["Ada L."] * 16
-    assert _fresh(url, "POST", "/api/v1/templates", {"name": "t", "body": "b"}, key=key)[0] == 201
-    assert [_fresh(url, "GET", "/api/v1/templates")[2]["total"] for _ in range(16)] == [1] * 16
-    assert _fresh(url, "DELETE", profile, key=key)[0] == 204
-    assert [_fresh(url, "GET", profile)[0] for _ in range(16)] == [404] * 16
+    assert fresh(url, "PATCH", profile, {"name": "Ada L."}, key=key)[0] == 200
+    assert [fresh(url, "GET", profile)[2]["name"] for _ in range(16)] == ["Ada L."] * 16
+    assert fresh(url, "POST", "/api/v1/templates", {"name": "t", "body": "b"}, key=key)[0] == 201
+    assert [fresh(url, "GET", "/api/v1/templates")[2]["total"] for _ in range(16)] == [1] * 16
+    assert fresh(url, "DELETE", profile, key=key)[0] == 204
+    assert [fresh(url, "GET", profile)[0] for _ in range(16)] == [404] * 16
     # Ada's key went with her, on every worker (8 tries: a 11th refused key a minute would be a 429)
-    assert [_fresh(url, "GET", "/api/v1/templates", key=key)[0] for _ in range(8)] == [401] * 8
+    assert [fresh(url, "GET", "/api/v1/templates", key=key)[0] for _ in range(8)] == [401] * 8
 
-    status, _, bob = _fresh(url, "POST", "/api/v1/users", {"email": "bob@example.com", "name": "Bob"})
+    status, _, bob = fresh(url, "POST", "/api/v1/users", {"email": "bob@example.com", "name": "Bob"})
     assert status == 201 and bob["id"] > ada["id"]
-    assert [_fresh(url, "GET", profile)[0] for _ in range(16)] == [404] * 16
+    assert [fresh(url, "GET", profile)[0] for _ in range(16)] == [404] * 16
 
 
 def test_on_the_defaults_every_read_after_a_write_shows_it(tmp_path):

@@ -118,25 +118,30 @@ def _writes_hold(run, database_url: str) -> tuple[int, int]:
     return len(acknowledged), len(acknowledged & stored)
 
 
+def _fault_under_load(server: Gunicorn, database_url: str, inject, restore):
+    """3 s of load, the fault for FAULT_S, 5 s after its end (mark "healed"), 3 s more; the run."""
+    template_id, key = _seed(server.url, database_url)
+    with Load(server.url, template_id, headers=key) as load:
+        run = load.run
+        time.sleep(3)
+        run.mark("fault")
+        inject()
+        time.sleep(FAULT_S)
+        run.mark("back")
+        restore()
+        time.sleep(5)
+        run.mark("healed")
+        time.sleep(3)
+    return run
+
+
 @pytest.mark.parametrize("fault", ["stopped", "frozen"])
 def test_redis_away_under_load_costs_no_5xx_and_no_slow_request(redis_server, pg_server, fault):
     with Gunicorn(_env(redis_server, pg_server), workers=2) as server:
-        template_id, key = _seed(server.url, pg_server.url)
-        with Load(server.url, template_id, headers=key) as load:
-            run = load.run
-            time.sleep(3)
-            run.mark("fault")
-            if fault == "stopped":
-                redis_server.stop()
-            else:
-                redis_server.freeze()
-            time.sleep(FAULT_S)
-            run.mark("back")
-            if fault == "stopped":
-                redis_server.start()
-            else:
-                redis_server.thaw()
-            time.sleep(5)
+        if fault == "stopped":
+            run = _fault_under_load(server, pg_server.url, redis_server.stop, redis_server.start)
+        else:
+            run = _fault_under_load(server, pg_server.url, redis_server.freeze, redis_server.thaw)
         server.stop()
         log = server.log()
     statuses = classes(run.answers)
@@ -154,25 +159,13 @@ def test_redis_away_under_load_costs_no_5xx_and_no_slow_request(redis_server, pg
 @pytest.mark.parametrize("fault", ["stopped", "frozen"])
 def test_postgresql_away_under_load_is_503_only_where_needed_and_heals(redis_server, pg_server, fault):
     with Gunicorn(_env(redis_server, pg_server), workers=2) as server:
-        template_id, key = _seed(server.url, pg_server.url)
         workers = server.worker_pids()
-        with Load(server.url, template_id, headers=key) as load:
-            run = load.run
-            time.sleep(3)
-            run.mark("fault")
-            if fault == "stopped":
-                pg_server.stop("immediate")
-            else:
-                pg_server.freeze()
-            time.sleep(FAULT_S)
-            run.mark("back")
-            if fault == "stopped":
-                pg_server.start()
-            else:
-                pg_server.thaw()
-            time.sleep(5)
-            run.mark("healed")
-            time.sleep(3)
+        if fault == "stopped":
+            run = _fault_under_load(
+                server, pg_server.url, lambda: pg_server.stop("immediate"), pg_server.start
+            )
+        else:
+            run = _fault_under_load(server, pg_server.url, pg_server.freeze, pg_server.thaw)
         health = requests.get(f"{server.url}/health", timeout=10)
         assert server.worker_pids() == workers  # healed without a worker restart
         server.stop()

@@ -2,42 +2,21 @@
 
 from __future__ import annotations
 
-import http.client
-import json
 import os
 import subprocess
 import sys
-from urllib.parse import urlsplit
 
 import pytest
 
 from tests.conftest import key_namespace, truncate
 from tests.support.gunicorn import ROOT, Gunicorn
+from tests.support.http import fresh
 from tests.support.services import REDIS_URL, require_redis
 from tests.support.windows import clear_of_minute_edge
 
 pytestmark = pytest.mark.slow
 
 GENERATE = "/api/v1/ai/generate?prompt="
-
-
-def _fresh(url: str, method: str, path: str, body: dict | None = None, key: str | None = None):
-    """One request over a connection of its own, so any worker may answer it: (status, headers, body)."""
-    parts = urlsplit(url)
-    conn = http.client.HTTPConnection(parts.hostname, parts.port, timeout=10)
-    try:
-        headers = {"Connection": "close"}
-        if key is not None:
-            headers["Authorization"] = f"Bearer {key}"
-        payload = None
-        if body is not None:
-            payload, headers["Content-Type"] = json.dumps(body), "application/json"
-        conn.request(method, path, body=payload, headers=headers)
-        response = conn.getresponse()
-        raw = response.read()
-        return response.status, dict(response.getheaders()), (json.loads(raw) if raw else {})
-    finally:
-        conn.close()
 
 
 @pytest.fixture
@@ -56,7 +35,7 @@ def env(postgres):
 
 
 def _user(url: str, email: str) -> tuple[int, str]:
-    status, _, body = _fresh(url, "POST", "/api/v1/users", {"email": email, "name": email.split("@")[0]})
+    status, _, body = fresh(url, "POST", "/api/v1/users", {"email": email, "name": email.split("@")[0]})
     assert status == 201
     return body["id"], body["api_key"]
 
@@ -71,13 +50,13 @@ def test_a_revoked_key_is_refused_on_the_next_request_by_every_worker(env):
     with Gunicorn(env, workers=3) as server:
         _, key = _user(server.url, "ada@example.com")
         # Every worker verifies the key, then remembers it (fresh connections land on any worker).
-        warm = [_fresh(server.url, "GET", GENERATE + "warm", key=key) for _ in range(30)]
+        warm = [fresh(server.url, "GET", GENERATE + "warm", key=key) for _ in range(30)]
         assert [status for status, _, _ in warm] == [200] * 30
         assert {headers["X-Cache"] for _, headers, _ in warm[3:]} == {"HIT"}
         key_id = key.split("_")[1]
         revoked = _flask(env, "keys", "revoke", key_id)
         assert revoked.returncode == 0, revoked.stderr
-        after = [_fresh(server.url, "GET", GENERATE + "warm", key=key)[0] for _ in range(9)]
+        after = [fresh(server.url, "GET", GENERATE + "warm", key=key)[0] for _ in range(9)]
         assert after == [401] * 9
         server.stop()
         log = server.log()
@@ -96,15 +75,15 @@ def test_b_never_sees_as_email_across_workers_warm_or_cold(env):
         viewers = [(None, False), (b_key, False), (a_key, True), (admin_key, True)]
         for round_ in range(3):
             if round_ == 1:  # cold again: a write drops the cached profile
-                assert _fresh(server.url, "PATCH", profile, {"name": "Ada L."}, key=a_key)[0] == 200
+                assert fresh(server.url, "PATCH", profile, {"name": "Ada L."}, key=a_key)[0] == 200
             for key, sees in viewers * 3:
-                status, headers, body = _fresh(server.url, "GET", profile, key=key)
+                status, headers, body = fresh(server.url, "GET", profile, key=key)
                 assert status == 200
                 assert ("email" in body) == sees, (round_, key == b_key)
                 assert (headers.get("Cache-Control") == "no-store") == (key is not None)
-        assert _fresh(server.url, "PATCH", profile, {"name": "x"}, key=b_key)[0] == 403
-        assert _fresh(server.url, "DELETE", profile, key=b_key)[0] == 403
-        assert _fresh(server.url, "DELETE", profile)[0] == 401
+        assert fresh(server.url, "PATCH", profile, {"name": "x"}, key=b_key)[0] == 403
+        assert fresh(server.url, "DELETE", profile, key=b_key)[0] == 403
+        assert fresh(server.url, "DELETE", profile)[0] == 401
 
 
 def test_keys_have_their_own_budgets_and_wrong_keys_end_in_429(env):
@@ -113,10 +92,10 @@ def test_keys_have_their_own_budgets_and_wrong_keys_end_in_429(env):
         clear_of_minute_edge()
         keys = [_user(server.url, f"u{n}@example.com")[1] for n in range(2)]  # 2 of the address's 20
         for key in keys:
-            statuses = [_fresh(server.url, "GET", "/api/v1/templates", key=key)[0] for _ in range(21)]
+            statuses = [fresh(server.url, "GET", "/api/v1/templates", key=key)[0] for _ in range(21)]
             assert statuses == [200] * 20 + [429]
         wrong = [
-            _fresh(server.url, "GET", "/api/v1/templates", key=f"aig_{n}_{'z' * 43}") for n in range(1, 61)
+            fresh(server.url, "GET", "/api/v1/templates", key=f"aig_{n}_{'z' * 43}") for n in range(1, 61)
         ]
         statuses = [status for status, _, _ in wrong]
         assert statuses == [401] * 10 + [429] * 50  # the failures' own budget, not the address's 18 left
@@ -128,5 +107,5 @@ def test_keys_have_their_own_budgets_and_wrong_keys_end_in_429(env):
 def test_anonymous_generation_is_401_by_default_and_200_when_opted_in(env):
     for allowed, status in (("", 401), ("true", 200)):
         with Gunicorn({**env, "AI_ALLOW_ANONYMOUS": allowed}, workers=2) as server:
-            answers = [_fresh(server.url, "GET", GENERATE + "anonymous")[0] for _ in range(4)]
+            answers = [fresh(server.url, "GET", GENERATE + "anonymous")[0] for _ in range(4)]
             assert answers == [status] * 4
