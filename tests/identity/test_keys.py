@@ -20,6 +20,7 @@ from appfactory.identity import tokens
 from appfactory.identity.hooks import UNAUTHORIZED
 from tests.conftest import base_overrides
 from tests.support.keys import bearer, issue_key
+from tests.support.windows import clear_of_minute_edge
 
 GENERATE = "/api/v1/ai/generate"
 
@@ -224,6 +225,7 @@ def test_a_key_in_the_query_string_is_refused_never_honoured(world):
 
 
 def test_two_keys_behind_one_address_have_separate_budgets(database_url):
+    clear_of_minute_edge()  # exact counts: not across a window's edge
     app = create_app(base_overrides(DATABASE_URL=database_url, RATE_LIMIT_PER_MINUTE=3))
     try:
         world_keys = [issue_key(database_url, admin=False) for _ in range(2)]
@@ -236,6 +238,7 @@ def test_two_keys_behind_one_address_have_separate_budgets(database_url):
 
 
 def test_sign_ups_have_a_tight_budget_of_their_own(new_app):
+    clear_of_minute_edge()  # exact counts: not across a window's edge
     app = new_app(RATE_LIMIT_SIGNUPS_PER_MINUTE=None)  # the default, 5 a minute
     client = app.test_client()
     answers = [
@@ -247,6 +250,7 @@ def test_sign_ups_have_a_tight_budget_of_their_own(new_app):
 
 
 def test_wrong_keys_from_one_address_end_in_429(database_url):
+    clear_of_minute_edge()  # exact counts: not across a window's edge
     app = create_app(base_overrides(DATABASE_URL=database_url))
     try:
         client = app.test_client()
