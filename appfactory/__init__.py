@@ -34,7 +34,8 @@ def create_app(overrides: Mapping[str, Any] | None = None) -> Flask:
 
     app = ServiceFlask(__name__)
     app.config.update(config.flask_config(settings, app.instance_path), VERSION=__version__)
-    os.makedirs(app.instance_path, exist_ok=True)
+    if settings["DATABASE_URL"] is None:  # the default SQLite file lives there (a read-only image has none)
+        os.makedirs(app.instance_path, exist_ok=True)
     if app.config["TRUSTED_PROXIES"]:
         app.wsgi_app = ProxyFix(app.wsgi_app, x_for=app.config["TRUSTED_PROXIES"])
 
