@@ -31,6 +31,7 @@ from gunicorn import glogging  # noqa: E402
 from appfactory import config as _config  # noqa: E402  ("config" is a gunicorn setting)
 from appfactory.observability.logging import configure_logging, logging_config  # noqa: E402
 from appfactory.observability.stdstreams import route_std_streams  # noqa: E402
+from appfactory.serving import REQUEST_LINE_BYTES  # noqa: E402
 
 try:
     _settings = _config.load(os.environ)
@@ -78,7 +79,8 @@ class NoAccessLog(glogging.Logger):
 bind = f"0.0.0.0:{_settings['PORT']}"
 workers = _settings["WEB_CONCURRENCY"]
 # Upstream model calls are slow I/O: threads keep a worker serving while one call waits.
-worker_class = "gthread"
+worker_class = "appfactory.serving.worker.JsonErrorWorker"  # gthread, with JSON for gunicorn's own refusals
+limit_request_line = REQUEST_LINE_BYTES  # what bounds a GET's prompt
 threads = _settings["GUNICORN_THREADS"]
 # A worker must outlive the slowest upstream call it may legitimately wait for.
 timeout = int(_settings["AI_TIMEOUT_S"]) + 15

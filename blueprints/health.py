@@ -2,10 +2,15 @@
 
 from __future__ import annotations
 
+from typing import Literal
+
 from flask import Blueprint, current_app
+from pydantic import BaseModel, Field
+from spectree import Response
 
 from appfactory import cache as cache_module
 from appfactory import ratelimit
+from appfactory.contract import contract
 from appfactory.db.engine import BEHIND, CURRENT, DOWN
 from appfactory.extensions import db, limiter, redis_client
 
@@ -39,17 +44,50 @@ def _report() -> tuple[dict, int]:
     return report, 200 if db_ok else 503
 
 
+Status = Literal["healthy", "degraded", "unhealthy"]
+
+
+class Report(BaseModel):
+    status: Status
+    database: Literal["connected", "disconnected"]
+    redis: Literal["connected", "disconnected", "not_configured"]
+    schema_: Literal["current", "behind", "unknown"] = Field(alias="schema")
+    version: str
+    cache: Literal["redis", "simple", "bypass"]
+    rate_limit_storage: Literal["redis", "memory", "memory-fallback", "disabled"]
+    upstream: dict
+    pool: dict
+    latency_ms: dict[str, float]
+
+
+class Readiness(BaseModel):
+    status: Status
+
+
+class Liveness(BaseModel):
+    status: Literal["alive"]
+
+
+_TAGS = ["health"]
+
+
 @bp.get("/health")
+@contract.validate(resp=Response(HTTP_200=Report, HTTP_503=Report), tags=_TAGS)
 def health() -> tuple[dict, int]:
+    """The service and what it runs on; 503 while the database does not answer (or lacks tables)."""
     return _report()
 
 
 @bp.get("/health/live")
+@contract.validate(resp=Response(HTTP_200=Liveness), tags=_TAGS)
 def live() -> dict:
+    """The process answers (no dependency is asked): for liveness probes."""
     return {"status": "alive"}
 
 
 @bp.get("/health/ready")
+@contract.validate(resp=Response(HTTP_200=Readiness, HTTP_503=Readiness), tags=_TAGS)
 def ready() -> tuple[dict, int]:
+    """Whether to send traffic here, as /health decides it: for readiness probes."""
     report, status = _report()
     return {"status": report["status"]}, status

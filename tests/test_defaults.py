@@ -42,7 +42,9 @@ def test_several_workers_without_redis_are_refused_naming_redis_url():
 def test_bounds_are_written_as_people_write_numbers(client):
     response = client.get("/api/v1/templates?offset=-1")
     assert response.status_code == 422
-    assert "between 0 and 2147483647" in response.get_json()["error"]["message"]
+    assert response.get_json()["error"]["message"] == "offset: Input should be greater than or equal to 0"
+    response = client.get("/api/v1/ai/generate?prompt=x&temperature=2.5")
+    assert response.get_json()["error"]["message"] == "temperature: Input should be less than or equal to 2"
     assert config.readable(0.5) == "0.5" and config.readable(2.0) == "2"
 
 

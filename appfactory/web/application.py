@@ -51,6 +51,12 @@ class ServiceJSONProvider(DefaultJSONProvider):
             encoder = self._encoders.setdefault(options, json.JSONEncoder(**kwargs))
         return encoder.encode(obj)
 
+    def loads(self, s: str | bytes, **kwargs: Any) -> Any:
+        try:
+            return super().loads(s, **kwargs)
+        except RecursionError:  # absurdly deep nesting: invalid JSON to every reader (a 400), not a crash
+            raise ValueError("JSON nested too deeply") from None
+
     def response(self, *args: Any, **kwargs: Any) -> Response:
         # One value is what every view's dict or list arrives as (Flask's make_response passes it
         # alone); any other call, and indented or sorted output, is Flask's own.

@@ -11,13 +11,16 @@ from flask import Flask, current_app
 
 from appfactory.cache import HIT, STALE, cache_status
 from appfactory.web.errors import ApiError
-from blueprints.ai import bp, service, views
+from blueprints.ai import bp, service
+from blueprints.ai.schemas import DEFAULT_MAX_TOKENS, DEFAULT_TEMPERATURE, MAX_TOKENS
 
 
 @bp.cli.command("warm")
 @click.option("--prompts", "prompts_file", type=click.File("r"), required=True, help="One prompt a line.")
 @click.option("--model", default=None, help="Model to warm (default: the provider's).")
-@click.option("--max-tokens", default=None, type=click.IntRange(1, 4096), help="As the API's max_tokens.")
+@click.option(
+    "--max-tokens", default=None, type=click.IntRange(1, MAX_TOKENS), help="As the API's max_tokens."
+)
 @click.option("--temperature", default=None, type=click.FloatRange(0, 2), help="As the API's temperature.")
 @click.option("--workers", default=4, show_default=True, type=click.IntRange(1, 32), help="Parallel calls.")
 def warm(prompts_file, model, max_tokens, temperature, workers) -> None:
@@ -28,8 +31,8 @@ def warm(prompts_file, model, max_tokens, temperature, workers) -> None:
     prompts = [prompt for prompt in prompts if len(prompt) <= limit]
     options = {
         "model": model,
-        "max_tokens": max_tokens or views.DEFAULT_MAX_TOKENS,
-        "temperature": float(views.DEFAULT_TEMPERATURE if temperature is None else temperature),
+        "max_tokens": max_tokens or DEFAULT_MAX_TOKENS,
+        "temperature": float(DEFAULT_TEMPERATURE if temperature is None else temperature),
     }
     app = current_app._get_current_object()
     started = time.perf_counter()

@@ -1,54 +1,49 @@
-"""Template endpoints: parse, call the store, return a dict and a status."""
-
-from __future__ import annotations
+"""Template endpoints: take the parsed request, call the store, return a dict and a status."""
 
 from typing import Any
 
 from flask import url_for
 
 from appfactory.cache import cache_view, invalidate_cache
+from appfactory.contract import NoQuery, answers, contract
 from appfactory.identity.access import authorize, requires_key
 from appfactory.identity.context import current_caller
-from appfactory.web.validation import invalid, json_body, pagination, text_field
 from blueprints.templates import bp, store
 from blueprints.templates.rendering import render
+from blueprints.templates.schemas import (
+    NewTemplate,
+    Page,
+    Rendered,
+    Template,
+    TemplateChanges,
+    TemplatePage,
+    Variables,
+)
 
-_FIELDS = ("name", "body", "description")
-MAX_NAME, MAX_BODY, MAX_DESCRIPTION = 100, 20_000, 500
-
-
-def _template_fields(partial: bool) -> dict[str, Any]:
-    body = json_body(allowed=_FIELDS)
-    fields = {
-        "name": text_field(body, "name", max_length=MAX_NAME, required=not partial),
-        "body": text_field(body, "body", max_length=MAX_BODY, required=not partial, strip=False),
-        "description": text_field(
-            body, "description", max_length=MAX_DESCRIPTION, required=False, min_length=0
-        ),
-    }
-    if partial:
-        return {key: value for key, value in fields.items() if key in body}
-    fields["description"] = fields["description"] or ""
-    return fields
+_TAGS = ["templates"]
 
 
 @bp.get("")
+@contract.validate(resp=answers(200, TemplatePage), tags=_TAGS)
 @cache_view(ttl="TEMPLATES_CACHE_TTL", key_prefix="templates", shared_only=True)
-def list_templates() -> dict:
-    limit, offset = pagination()
-    return store.list_page(limit, offset)
+def list_templates(query: Page) -> dict:
+    """One page of templates, oldest first, with the total count."""
+    return store.list_page(query.limit, query.offset)
 
 
 @bp.get("/<id:template_id>")
-def show(template_id: int) -> dict:
+@contract.validate(resp=answers(200, Template, 404), tags=_TAGS)
+def show(template_id: int, query: NoQuery) -> dict:
+    """One template."""
     return store.get(template_id)
 
 
 @bp.post("")
+@contract.validate(resp=answers(201, Template, 409), tags=_TAGS)
 @requires_key()
-def create() -> tuple[dict, int, dict]:
-    fields = _template_fields(partial=False)
-    template = store.create({**fields, "owner_id": current_caller().user_id})
+def create(query: NoQuery, json: NewTemplate) -> tuple[dict, int, dict]:
+    """Store a new template, owned by the caller's user; `Location` names it."""
+    template = store.create({**json.model_dump(), "owner_id": current_caller().user_id})
     invalidate_cache("templates")
     return template, 201, {"Location": url_for(".show", template_id=template["id"])}
 
@@ -61,19 +56,23 @@ def _authorize_owner(template_id: int) -> dict[str, Any]:
 
 
 @bp.put("/<id:template_id>")
+@contract.validate(resp=answers(200, Template, 403, 404, 409), tags=_TAGS)
 @requires_key()
-def replace(template_id: int) -> dict:
+def replace(template_id: int, query: NoQuery, json: NewTemplate) -> dict:
+    """Replace a template the caller owns (admins: any)."""
     _authorize_owner(template_id)
-    template = store.update(template_id, _template_fields(partial=False))
+    template = store.update(template_id, json.model_dump())
     invalidate_cache("templates")
     return template
 
 
 @bp.patch("/<id:template_id>")
+@contract.validate(resp=answers(200, Template, 403, 404, 409), tags=_TAGS)
 @requires_key()
-def modify(template_id: int) -> dict:
+def modify(template_id: int, query: NoQuery, json: TemplateChanges) -> dict:
+    """Change some fields of a template the caller owns (admins: any)."""
     current = _authorize_owner(template_id)
-    fields = _template_fields(partial=True)
+    fields = json.model_dump(exclude_unset=True)
     if not fields:
         return current
     template = store.update(template_id, fields)
@@ -82,8 +81,10 @@ def modify(template_id: int) -> dict:
 
 
 @bp.delete("/<id:template_id>")
+@contract.validate(resp=answers(204, None, 403, 404), tags=_TAGS)
 @requires_key()
-def remove(template_id: int) -> tuple[str, int]:
+def remove(template_id: int, query: NoQuery) -> tuple[str, int]:
+    """Delete a template the caller owns (admins: any)."""
     _authorize_owner(template_id)
     store.delete(template_id)
     invalidate_cache("templates")
@@ -91,10 +92,8 @@ def remove(template_id: int) -> tuple[str, int]:
 
 
 @bp.post("/<id:template_id>/render")
-def render_template(template_id: int) -> dict:
-    body = json_body(allowed=("variables",))
-    variables = body.get("variables", {})
-    if not isinstance(variables, dict):
-        raise invalid("variables", "must be an object")
+@contract.validate(resp=answers(200, Rendered, 404), tags=_TAGS)
+def render_template(template_id: int, query: NoQuery, json: Variables) -> dict:
+    """The template's text with its placeholders filled; 422 naming any missing variable."""
     template = store.get(template_id)
-    return {"template_id": template_id, "text": render(template["body"], variables)}
+    return {"template_id": template_id, "text": render(template["body"], json.variables)}

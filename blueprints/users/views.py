@@ -1,35 +1,17 @@
-"""User endpoints: parse, call the store, return a dict and a status."""
+"""User endpoints: take the parsed request, call the store, return a dict and a status."""
 
-from __future__ import annotations
-
-import re
 from typing import Any
 
 from flask import url_for
 
 from appfactory.cache import cache_call, invalidate_cache
+from appfactory.contract import NoQuery, answers, contract
 from appfactory.identity.access import announce_revocation, authorize, may_see_private, requires_key
 from appfactory.ratelimit import policy_limit
-from appfactory.web.validation import invalid, json_body, text_field
 from blueprints.users import bp, store
+from blueprints.users.schemas import NewUser, NewUserWithKey, User, UserChanges
 
-_FIELDS = ("email", "name")
-# Deliberately loose: one @, no spaces, a dot in the domain. Delivery is the real test.
-_EMAIL = re.compile(r"[^@\s]+@[^@\s]+\.[^@\s]+")
-
-
-def _user_fields(partial: bool) -> dict[str, Any]:
-    body = json_body(allowed=_FIELDS)
-    fields = {
-        "email": text_field(body, "email", max_length=254, required=not partial),
-        "name": text_field(body, "name", max_length=100, required=not partial),
-    }
-    if fields["email"] is not None:
-        if not _EMAIL.fullmatch(fields["email"]):
-            raise invalid("email", "must be an email address")
-        fields["email"] = fields["email"].lower()
-    return {key: value for key, value in fields.items() if key in body}
-
+_TAGS = ["users"]
 
 # Responses that show a user's email or key: no shared cache or browser history may keep them.
 PRIVATE = {"Cache-Control": "no-store"}
@@ -43,9 +25,11 @@ def _as_seen(user: dict[str, Any]) -> dict[str, Any]:
 
 
 @bp.post("")
+@contract.validate(resp=answers(201, NewUserWithKey, 409), tags=_TAGS)
 @policy_limit("RATE_LIMIT_SIGNUPS_PER_MINUTE", "signup")  # each new user is a new key: a tight budget
-def create() -> tuple[dict, int, dict]:
-    user, api_key = store.create(_user_fields(partial=False))
+def create(query: NoQuery, json: NewUser) -> tuple[dict, int, dict]:
+    """Sign up: a new user and its first API key, shown this once."""
+    user, api_key = store.create(json.model_dump())
     location = {"Location": url_for(".show", user_id=user["id"]), **PRIVATE}
     return {**user, "api_key": api_key}, 201, location
 
@@ -59,16 +43,20 @@ def _profile(user_id: int) -> dict[str, Any]:
 
 
 @bp.get("/<id:user_id>")
-def show(user_id: int) -> tuple[dict, int, dict]:
+@contract.validate(resp=answers(200, User, 404), tags=_TAGS)
+def show(user_id: int, query: NoQuery) -> tuple[dict, int, dict]:
+    """A user; the email only for the user's own keys and admins."""
     user = _as_seen(_profile(user_id))
     return user, 200, PRIVATE if "email" in user else {}
 
 
 @bp.patch("/<id:user_id>")
+@contract.validate(resp=answers(200, User, 403, 404, 409), tags=_TAGS)
 @requires_key()
-def modify(user_id: int) -> tuple[dict, int, dict]:
+def modify(user_id: int, query: NoQuery, json: UserChanges) -> tuple[dict, int, dict]:
+    """Change the caller's own record (admins: any)."""
     authorize(owner_id=user_id)
-    fields = _user_fields(partial=True)
+    fields = json.model_dump(exclude_unset=True)
     if not fields:
         return store.get(user_id), 200, PRIVATE
     user = store.update(user_id, fields)
@@ -77,8 +65,10 @@ def modify(user_id: int) -> tuple[dict, int, dict]:
 
 
 @bp.delete("/<id:user_id>")
+@contract.validate(resp=answers(204, None, 403, 404), tags=_TAGS)
 @requires_key()
-def remove(user_id: int) -> tuple[str, int]:
+def remove(user_id: int, query: NoQuery) -> tuple[str, int]:
+    """Delete the caller's own record and its keys (admins: any)."""
     authorize(owner_id=user_id)
     store.delete(user_id)  # the user's keys go with them
     announce_revocation()

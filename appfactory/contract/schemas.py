@@ -1,0 +1,78 @@
+"""Base schemas. JSON bodies are strict (a string is not a number, a boolean is not an integer); query
+strings carry only text, so their numbers are parsed from it. Both refuse fields they do not declare."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StringConstraints
+from pydantic_core import PydanticCustomError
+
+
+class Body(BaseModel):
+    """A JSON request body: types as declared, unknown fields refused."""
+
+    model_config = ConfigDict(strict=True, extra="forbid")
+
+
+def _absent_is_unchanged(schema: dict[str, Any]) -> None:
+    for field in schema.get("properties", {}).values():
+        if field.get("default", ...) is None:
+            del field["default"]
+
+
+class Changes(Body):
+    """A partial update (PATCH): absent fields stay as they are, and null is the value of none of them.
+
+    Fields are declared `name: Type = None`: the default is never validated, an explicit null is."""
+
+    model_config = ConfigDict(json_schema_extra=_absent_is_unchanged)
+
+
+class Query(BaseModel):
+    """A query string: numbers parsed from text, unknown parameters refused."""
+
+    model_config = ConfigDict(extra="forbid")
+
+
+class NoQuery(Query):
+    """A route that takes no query parameter: any one is refused by name."""
+
+
+def storable(value: str) -> str:
+    """Refuse what no database or log line should hold: NUL and unpaired surrogates."""
+    if "\x00" in value:
+        raise PydanticCustomError("text", "must not contain NUL characters")
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        raise PydanticCustomError("text", "must be valid Unicode text") from None
+    return value
+
+
+# Declared in the document too, so a client (or a fuzzer) knows NUL is refused.
+_NO_NUL = {"pattern": "^[^\\u0000]*$"}
+
+
+def Text(max_length: int | None = None, *, min_length: int = 1, strip: bool = True) -> Any:  # noqa: N802
+    """A text field: length-checked after stripping surrounding blanks (unless `strip=False`), no NUL."""
+    return Annotated[
+        str,
+        StringConstraints(strip_whitespace=strip, min_length=min_length, max_length=max_length),
+        AfterValidator(storable),
+        Field(json_schema_extra=_NO_NUL),
+    ]
+
+
+class ErrorDetail(BaseModel):
+    code: str = Field(description="Stable machine-readable code, e.g. validation_error, rate_limited.")
+    message: str = Field(description="What went wrong, for people.")
+    field: str | None = Field(None, description="The request field at fault (validation errors).")
+
+    model_config = ConfigDict(extra="allow")
+
+
+class ErrorEnvelope(BaseModel):
+    """Every error the service answers, whatever its status."""
+
+    error: ErrorDetail

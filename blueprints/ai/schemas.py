@@ -1,0 +1,54 @@
+"""What the generate endpoints accept and answer."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from pydantic import BaseModel, Field
+
+from appfactory.contract import Body, Query, Text
+from blueprints.templates.schemas import Variable
+
+MAX_TOKENS = 4096
+DEFAULT_MAX_TOKENS = 256
+DEFAULT_TEMPERATURE = 0.7
+
+# The prompt's longest length is MAX_PROMPT_CHARS, checked by the view; the document shows its value.
+Prompt = Text()
+ModelName = Text(100)
+MaxTokens = Annotated[int, Field(ge=1, le=MAX_TOKENS, description="Most tokens to generate.")]
+Temperature = Annotated[
+    float, Field(ge=0, le=2, allow_inf_nan=False, description="Sampling temperature, 0 to 2.")
+]
+TemplateId = Annotated[int, Field(ge=1, le=2**31 - 1)]
+
+
+class Options(BaseModel):
+    """What changes an answer besides its prompt."""
+
+    model: ModelName | None = Field(None, description="One of the offered models; the default when absent.")
+    max_tokens: MaxTokens = DEFAULT_MAX_TOKENS
+    temperature: Temperature = DEFAULT_TEMPERATURE
+
+
+class GenerateQuery(Query, Options):
+    """`GET /generate`: the prompt travels in the URL (see the document's note on its length)."""
+
+    prompt: Prompt
+
+
+class GenerateBody(Body, Options):
+    """`POST /generate`: a `prompt`, or a `template_id` with its `variables`."""
+
+    prompt: Prompt | None = None
+    template_id: TemplateId | None = None
+    variables: dict[str, Variable] | None = None
+
+
+class Answer(BaseModel):
+    prompt: str
+    model: str
+    provider: str
+    text: str
+    cached: bool = Field(description="True when served from the cache.")
+    generated_at: str = Field(description="When the model answered (ISO 8601, UTC).")

@@ -1,0 +1,82 @@
+"""What the template endpoints accept and answer."""
+
+from __future__ import annotations
+
+import math
+from typing import Annotated, Any
+
+from pydantic import BaseModel, Field, PlainValidator, WithJsonSchema
+from pydantic_core import PydanticCustomError
+
+from appfactory.contract import Body, Changes, Query, Text
+from appfactory.contract.schemas import storable
+
+MAX_NAME, MAX_BODY, MAX_DESCRIPTION = 100, 20_000, 500
+MAX_PAGE = 100
+
+
+def _variable(value: Any) -> str | int | float:
+    """A placeholder's value: text, or a finite number (written into the text as it is)."""
+    if isinstance(value, str):
+        return storable(value)
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+        raise PydanticCustomError("variable", "must be a string or a finite number")
+    return value
+
+
+Variable = Annotated[
+    str | int | float,
+    PlainValidator(_variable),
+    WithJsonSchema({"anyOf": [{"type": "string", "pattern": "^[^\\u0000]*$"}, {"type": "number"}]}),
+]
+Name = Text(MAX_NAME)
+TemplateText = Text(MAX_BODY, strip=False)
+Description = Text(MAX_DESCRIPTION, min_length=0)
+
+
+class NewTemplate(Body):
+    """A whole template (POST and PUT)."""
+
+    name: Name = Field(description="Unique among templates.")
+    body: TemplateText = Field(description="The text, with `{{ name }}` placeholders.")
+    description: Description = ""
+
+
+class TemplateChanges(Changes):
+    """Only the fields to change."""
+
+    name: Name = None
+    body: TemplateText = None
+    description: Description = None
+
+
+class Page(Query):
+    limit: Annotated[int, Field(ge=1, le=MAX_PAGE, description="Templates per page.")] = 20
+    offset: Annotated[int, Field(ge=0, le=2**31 - 1, description="Templates to skip.")] = 0
+
+
+class Variables(Body):
+    variables: dict[str, Variable] = Field(default_factory=dict)
+
+
+class Template(BaseModel):
+    id: int
+    name: str
+    body: str
+    description: str
+    variables: list[str] = Field(description="The placeholders of `body`, in order of first use.")
+    owner_id: int | None = Field(description="The owner's user id; null for templates from before keys.")
+    created_at: str
+    updated_at: str
+
+
+class TemplatePage(BaseModel):
+    items: list[Template]
+    total: int
+    limit: int
+    offset: int
+
+
+class Rendered(BaseModel):
+    template_id: int
+    text: str
