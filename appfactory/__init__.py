@@ -32,7 +32,7 @@ def create_app(overrides: Mapping[str, Any] | None = None) -> Flask:
     settings = config.load(os.environ, overrides)
     configure_logging(settings["LOG_LEVEL"], settings["LOG_FORMAT"])
 
-    app = ServiceFlask(__name__)
+    app = ServiceFlask(__name__, static_folder=None)  # it serves no files of its own
     app.config.update(config.flask_config(settings, app.instance_path), VERSION=__version__)
     if settings["DATABASE_URL"] is None:  # the default SQLite file lives there (a read-only image has none)
         os.makedirs(app.instance_path, exist_ok=True)

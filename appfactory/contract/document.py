@@ -4,8 +4,11 @@ errors any route may give, and the limits read from the configuration."""
 
 from __future__ import annotations
 
+import ast
 import copy
+import inspect
 import re
+import textwrap
 from typing import Any
 
 from flask import Flask
@@ -73,7 +76,15 @@ _PAGES = {
             "description": "The page's scripts, styles and icons.",
             "operationId": "docs_asset",
             "tags": ["contract"],
-            "parameters": [{"name": "path", "in": "path", "required": True, "schema": _STRING}],
+            "parameters": [
+                {
+                    "name": "path",
+                    "in": "path",
+                    "required": True,
+                    "schema": _STRING,
+                    "example": "swagger-ui.css",
+                }
+            ],
             "responses": {
                 "200": {"description": "The asset"},
                 "404": {"description": "No such asset.", "content": _ERROR},
@@ -109,10 +120,26 @@ def openapi_document(app: Flask) -> dict[str, Any]:
         for method, operation in operations.items():
             endpoint = endpoints[path, method.upper()]
             operation.setdefault("operationId", endpoint)  # the pages' own, as one endpoint serves both
+            _describe(operation, app.view_functions[endpoint])
             _complete(path, method, operation, needs_key.get(endpoint, False))
     doc["components"]["headers"] = _HEADERS
     _apply_limits(doc["components"]["schemas"], app)
     return doc
+
+
+def _describe(operation: dict[str, Any], view: Any) -> None:
+    """Summary and description from the view's docstring, as SpecTree takes them, also when the
+    workers run with -OO (PYTHONOPTIMIZE=2), which drops docstrings from memory: then from the source."""
+    view = inspect.unwrap(view)
+    text = inspect.getdoc(view)
+    if text is None:
+        try:
+            text = ast.get_docstring(ast.parse(textwrap.dedent(inspect.getsource(view))).body[0])
+        except (OSError, TypeError, SyntaxError):
+            return
+    if text:
+        summary, _, description = text.partition("\n\n")
+        operation["summary"], operation["description"] = summary.replace("\n", " "), description
 
 
 def _complete(path: str, method: str, operation: dict[str, Any], needs_key: bool) -> None:

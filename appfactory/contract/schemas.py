@@ -15,18 +15,18 @@ class Body(BaseModel):
     model_config = ConfigDict(strict=True, extra="forbid")
 
 
-def _absent_is_unchanged(schema: dict[str, Any]) -> None:
+def absent_not_null(schema: dict[str, Any]) -> None:
+    """For fields declared `name: Type = None`: absent is allowed, null is not (the default is never
+    validated, an explicit null is), so the document shows no null default."""
     for field in schema.get("properties", {}).values():
         if field.get("default", ...) is None:
             del field["default"]
 
 
 class Changes(Body):
-    """A partial update (PATCH): absent fields stay as they are, and null is the value of none of them.
+    """A partial update (PATCH): absent fields stay as they are; null is the value of none of them."""
 
-    Fields are declared `name: Type = None`: the default is never validated, an explicit null is."""
-
-    model_config = ConfigDict(json_schema_extra=_absent_is_unchanged)
+    model_config = ConfigDict(json_schema_extra=absent_not_null)
 
 
 class Query(BaseModel):

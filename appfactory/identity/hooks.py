@@ -13,6 +13,7 @@ from appfactory.web.errors import ApiError
 
 # Query parameters that would carry a key: refused, so a key never lands in a URL, a log or a cache.
 _KEY_PARAMETERS = frozenset({"api_key", "apikey", "key", "access_token", "token", "authorization"})
+API_PREFIX = "/api/"
 UNAUTHORIZED = "A valid API key is required: send it as 'Authorization: Bearer <key>'."
 _CHALLENGE = {"WWW-Authenticate": 'Bearer realm="aigen"'}
 
@@ -23,8 +24,12 @@ def unauthorized() -> ApiError:
 
 
 def identify() -> None:
-    """Before-request, before the limiter: read the presented key (remembered, or from the database)."""
+    """Before-request, before the limiter: read the presented key (remembered, or from the database).
+
+    Only the API takes keys: probes, metrics and the docs answer whatever Authorization they carry."""
     req = request._get_current_object()
+    if not req.path.startswith(API_PREFIX):
+        return
     if _may_carry_a_key(req.query_string) and _key_in_query(req.args):
         raise ApiError(400, "API keys are accepted only in the Authorization header, never in the URL.")
     header = req.environ.get("HTTP_AUTHORIZATION")

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Any
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, ConfigDict, Field
 
 from appfactory.contract import Body, Query, Text
+from appfactory.contract.schemas import absent_not_null
 from blueprints.templates.schemas import Variable
 
 MAX_TOKENS = 4096
@@ -37,12 +38,26 @@ class GenerateQuery(Query, Options):
     prompt: Prompt
 
 
+def _prompt_or_template(schema: dict[str, Any]) -> None:
+    absent_not_null(schema)
+    # What the view checks, told to clients: exactly one of prompt and template_id; variables with the latter.
+    schema["oneOf"] = [
+        {
+            "required": ["prompt"],
+            "not": {"anyOf": [{"required": ["template_id"]}, {"required": ["variables"]}]},
+        },
+        {"required": ["template_id"], "not": {"required": ["prompt"]}},
+    ]
+
+
 class GenerateBody(Body, Options):
     """`POST /generate`: a `prompt`, or a `template_id` with its `variables`."""
 
-    prompt: Prompt | None = None
-    template_id: TemplateId | None = None
-    variables: dict[str, Variable] | None = None
+    model_config = ConfigDict(json_schema_extra=_prompt_or_template)
+
+    prompt: Prompt = None
+    template_id: TemplateId = None
+    variables: dict[str, Variable] = None
 
 
 class Answer(BaseModel):
