@@ -36,7 +36,7 @@ _MESSAGE = re.compile(rb"</h1>\s*(.*?)\s*</body>", re.DOTALL)
 _LONGEST_MESSAGE = 300  # gunicorn's message may quote the client's bytes
 
 
-class _PageCatcher:
+class PageCatcher:
     """Takes the place of the client's socket while gunicorn writes its error page."""
 
     def __init__(self) -> None:
@@ -52,7 +52,7 @@ class _PageCatcher:
 class JsonErrorWorker(ThreadWorker):
     def handle_error(self, req, client, addr, exc) -> None:
         started = time.perf_counter()
-        page = _PageCatcher()
+        page = PageCatcher()
         super().handle_error(req, page, addr, exc)
         status, message = refusal(page.written)
         answer = json_refusal(status, message, time.perf_counter() - started)

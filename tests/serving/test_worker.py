@@ -7,18 +7,7 @@ import json
 import pytest
 from gunicorn import util
 
-from appfactory.serving.worker import json_refusal, refusal
-
-
-class _Socket:
-    def __init__(self) -> None:
-        self.written = b""
-
-    def gettimeout(self) -> float:
-        return 0.0
-
-    def sendall(self, data: bytes) -> None:
-        self.written += data
+from appfactory.serving.worker import PageCatcher, json_refusal, refusal
 
 
 @pytest.mark.parametrize(
@@ -35,7 +24,7 @@ class _Socket:
     ],
 )
 def test_the_status_and_message_of_gunicorns_page_are_read_back(status, reason, message):
-    sock = _Socket()
+    sock = PageCatcher()
     util.write_error(sock, status, reason, message)  # gunicorn's own writer, as its worker calls it
     assert refusal(sock.written) == (status, message)
 
