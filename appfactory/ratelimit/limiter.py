@@ -20,7 +20,7 @@ from appfactory.ratelimit.headers import breach_message, policy_of, write_header
 
 # Blueprints that get a budget of their own instead of the default one: name -> config key.
 POLICIES = {"ai": "RATE_LIMIT_AI_PER_MINUTE"}
-EXEMPT_PATHS = ("/health", "/metrics")
+EXEMPT_PATHS = ("/health", "/metrics", "/openapi.json", "/docs")  # operators' and readers' pages
 
 limited_total = Counter(
     "aigen_ratelimit_limited_total", "Requests refused with 429 by a rate limit", ["policy"]

@@ -103,6 +103,7 @@ def test_the_docs_page_and_its_assets_are_served_from_the_package(service):
     for asset in assets:
         with client.get(asset) as response:  # a file response: closed when read
             assert response.status_code == 200, asset
+    assert "X-RateLimit-Limit" not in page.headers  # reading the docs spends no API budget
     missing = client.get("/docs/no-such-file.js")
     assert missing.status_code == 404 and missing.get_json()["error"]["code"] == "not_found"
 
