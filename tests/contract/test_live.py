@@ -100,7 +100,7 @@ def test_a_get_prompt_of_the_longest_length_fits_the_request_line(server):
     assert status == 200 and len(body["prompt"]) == 4000
 
 
-def test_schemathesis_finds_no_failure_in_any_operation(server, tmp_path):
+def test_schemathesis_finds_no_failure_in_any_operation(server, tmp_path, capsys):
     key = issue_key(server.env["DATABASE_URL"])
     report = tmp_path / "report.json"
     command = [
@@ -119,7 +119,8 @@ def test_schemathesis_finds_no_failure_in_any_operation(server, tmp_path):
     summary = run.stdout[run.stdout.find("SUMMARY") :]
     cases = re.search(r"(\d+) generated, (.*)", summary)
     outcome = cases.group(0) if cases else "?"
-    print(f"schemathesis (seed {FUZZ_SEED}, {FUZZ_EXAMPLES} examples a phase): {outcome}")
+    with capsys.disabled():  # in the suite's output, not only on failure
+        print(f"\nschemathesis (seed {FUZZ_SEED}, {FUZZ_EXAMPLES} examples a phase): {outcome}")
     assert run.returncode == 0, run.stdout[-6000:] + run.stderr[-2000:]
     assert cases and int(cases.group(1)) > 500, summary
     assert "No issues found" in run.stdout
@@ -127,7 +128,7 @@ def test_schemathesis_finds_no_failure_in_any_operation(server, tmp_path):
     assert f"Selected: {operations}/{operations}" in summary and f"Tested: {operations}" in summary, summary
 
 
-def test_the_docs_page_renders_in_headless_chromium_without_network(server, tmp_path):
+def test_the_docs_page_renders_in_headless_chromium_without_network(server, tmp_path, capsys):
     browser = shutil.which("chromium") or shutil.which("chromium-browser")
     if browser is None:
         unavailable("chromium is not installed (Debian: apt-get install chromium)")
@@ -154,7 +155,8 @@ def test_the_docs_page_renders_in_headless_chromium_without_network(server, tmp_
     )
     dom = run.stdout
     operations = re.findall(r'class="opblock opblock-(get|post|put|patch|delete)', dom)
-    print(f"chromium rendered {len(operations)} operations")
+    with capsys.disabled():
+        print(f"\nchromium rendered {len(operations)} operations from /docs/")
     assert len(operations) == _operations(server), (run.returncode, run.stderr[-3000:], dom[:3000])
     assert "/api/v1/ai/generate" in dom
     assert "aigen" in dom  # the document's title, so the page read the document
