@@ -36,19 +36,16 @@ def upgrade(database_url: str, revision: str = "head", connect_timeout: int = 10
     engine = create_engine(url, poolclass=NullPool, connect_args=connect_args)
     try:
         with engine.connect() as conn:
-            postgres = conn.dialect.name == "postgresql"
-            if postgres:
-                conn.execute(text("SELECT pg_advisory_lock(:id)"), {"id": _ADVISORY_LOCK_ID})
-                conn.commit()
-            try:
-                cfg = alembic_config()
-                cfg.attributes["connection"] = conn
-                command.upgrade(cfg, revision)
-                conn.commit()
-            finally:
-                if postgres:
-                    conn.execute(text("SELECT pg_advisory_unlock(:id)"), {"id": _ADVISORY_LOCK_ID})
-                    conn.commit()
+            if conn.dialect.name == "postgresql":
+                # A transaction-level lock, taken in the migrations' own transaction: it is released by
+                # their COMMIT (or ROLLBACK) on the same server connection, which also holds under
+                # PgBouncer's transaction pooling, where a session lock and its unlock could land on
+                # two different server connections and the lock would outlive this process.
+                conn.execute(text("SELECT pg_advisory_xact_lock(:id)"), {"id": _ADVISORY_LOCK_ID})
+            cfg = alembic_config()
+            cfg.attributes["connection"] = conn
+            command.upgrade(cfg, revision)  # joins the transaction begun above
+            conn.commit()
     finally:
         engine.dispose()
 

@@ -11,6 +11,8 @@ import subprocess
 import tempfile
 import time
 import uuid
+from pathlib import Path
+from urllib.parse import urlsplit
 
 import pytest
 
@@ -70,15 +72,16 @@ class PostgresDatabase:
             cur.execute(f'DROP DATABASE IF EXISTS "{self.name}" WITH (FORCE)')
         admin.close()
 
-    def connections(self, application_name: str = "aigen") -> int:
-        """How many sessions the service holds open to this database right now."""
+    def connections(self, application_name: str | None = "aigen") -> int:
+        """How many sessions the service (None: anyone, PgBouncer included) holds open to this database."""
         import psycopg2
 
         admin = psycopg2.connect(PG_ADMIN_URL, connect_timeout=3)
         with admin.cursor() as cur:
             cur.execute(
-                "SELECT count(*) FROM pg_stat_activity WHERE datname = %s AND application_name = %s",
-                (self.name, application_name),
+                "SELECT count(*) FROM pg_stat_activity"
+                " WHERE datname = %s AND (%s IS NULL OR application_name = %s)",
+                (self.name, application_name, application_name),
             )
             count = cur.fetchone()[0]
         admin.close()
@@ -212,4 +215,62 @@ class PostgresServer:
             self.stop()
         except subprocess.CalledProcessError:
             pass  # already stopped
+        shutil.rmtree(self.dir, ignore_errors=True)
+
+
+class PgBouncer:
+    """PgBouncer (Debian package `pgbouncer`) in front of the machine's PostgreSQL, on a free port, in
+    transaction pooling: at most `pool_size` server connections per database, whatever the clients."""
+
+    def __init__(self, pool_size: int = 10, mode: str = "transaction") -> None:
+        self.binary = shutil.which("pgbouncer") or "/usr/sbin/pgbouncer"
+        if not os.path.exists(self.binary):
+            unavailable("pgbouncer is not installed (Debian: apt-get install pgbouncer)")
+        self.port = free_port()
+        self.pool_size = pool_size
+        self.dir = tempfile.mkdtemp(prefix="pgbouncer-test-")
+        target = urlsplit(PG_ADMIN_URL)
+        ini = f"""[databases]
+* = host={target.hostname} port={target.port or 5432}
+[pgbouncer]
+listen_addr = 127.0.0.1
+listen_port = {self.port}
+unix_socket_dir =
+auth_type = trust
+auth_file = {self.dir}/users.txt
+pool_mode = {mode}
+default_pool_size = {pool_size}
+max_client_conn = 2000
+ignore_startup_parameters = extra_float_digits
+logfile = {self.dir}/pgbouncer.log
+"""
+        Path(self.dir, "pgbouncer.ini").write_text(ini)
+        Path(self.dir, "users.txt").write_text(f'"{target.username or "postgres"}" ""\n')
+        if os.geteuid() == 0:  # pgbouncer refuses to run as root: it runs as postgres, in this folder
+            for path in (self.dir, *(str(child) for child in Path(self.dir).iterdir())):
+                shutil.chown(path, "postgres")
+        self.process: subprocess.Popen | None = None
+
+    def url(self, database_url: str) -> str:
+        """`database_url` (on the machine's PostgreSQL), reached through this PgBouncer instead."""
+        parts = urlsplit(database_url)
+        return parts._replace(netloc=f"{parts.username or 'postgres'}@127.0.0.1:{self.port}").geturl()
+
+    def start(self) -> PgBouncer:
+        user = [] if os.geteuid() else ["-u", "postgres"]
+        self.process = subprocess.Popen(
+            [self.binary, *user, f"{self.dir}/pgbouncer.ini"],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.STDOUT,
+        )
+        wait_for_port(self.port)
+        return self
+
+    def log(self) -> str:
+        return Path(self.dir, "pgbouncer.log").read_text(errors="replace")
+
+    def close(self) -> None:
+        if self.process and self.process.poll() is None:
+            self.process.terminate()
+            self.process.wait(timeout=10)
         shutil.rmtree(self.dir, ignore_errors=True)
