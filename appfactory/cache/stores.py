@@ -54,7 +54,14 @@ def redis_glob_escape(text: str) -> str:
 
 
 class RedisStore:
-    """Entries through Flask-Caching's RedisCache; locks and scans on the same client."""
+    """Entries through Flask-Caching's RedisCache; locks and indexes on the same client.
+
+    Every entry written is also noted in an index: a sorted set per prefix (`{ns}:index:templates`)
+    and, for keys with a group (`user:123:profile`: group `123`), one per prefix and group
+    (`{ns}:index:user:123`), each member scored by when its entry expires. Invalidating a prefix, or a
+    group (`pattern="123:*"`), reads its index and drops what it lists: the cost follows the entries
+    dropped, not the size of the cache. Other patterns (the CLI's free globs) still SCAN.
+    """
 
     name = "redis"
 
@@ -65,6 +72,7 @@ class RedisStore:
         self.entry_prefix = f"{namespace}:cache:"
         self.lock_prefix = f"{namespace}:lock:"
         self.failure_prefix = f"{namespace}:failed:"
+        self.index_prefix = f"{namespace}:index:"
         self._release = client.register_script(_RELEASE)
         self._renew = client.register_script(_RENEW)
         self._held: dict[str, str] = {}  # lock key -> token, renewed while the computation runs
@@ -94,8 +102,39 @@ class RedisStore:
     def set(self, key: str, entry: Entry, hard_ttl: int) -> None:
         try:
             self.backend.set(key, entry, timeout=hard_ttl)
+            self._note(key, hard_ttl)
         except REDIS_ERRORS as exc:
             self.breaker.failed(exc)
+
+    def _note(self, key: str, hard_ttl: int) -> None:
+        """List the entry in its indexes, forgetting the ones that have expired meanwhile."""
+        now_s = time.time()
+        notes = self.client.pipeline(transaction=False)
+        for index in self._indexes_of(key):
+            notes.zadd(index, {key: now_s + hard_ttl})
+            notes.zremrangebyscore(index, "-inf", now_s)
+            notes.expire(index, hard_ttl, gt=True)  # the index lives as long as its longest entry
+            notes.expire(index, hard_ttl, nx=True)
+        notes.execute()
+
+    def _indexes_of(self, key: str) -> list[str]:
+        prefix, _, rest = key.partition(":")
+        group, grouped, _ = rest.partition(":")
+        indexes = [self.index_prefix + prefix]
+        if grouped:
+            indexes.append(f"{self.index_prefix}{prefix}:{group}")
+        return indexes
+
+    def index_of(self, prefix: str | None, pattern: str) -> str | None:
+        """The index listing exactly the entries `prefix` + `pattern` matches, when there is one."""
+        if prefix is None:
+            return None
+        if pattern == "*":
+            return self.index_prefix + prefix
+        group, star = pattern[:-2], pattern[-2:]
+        if star == ":*" and group and not any(char in group for char in "*?[]\\:"):
+            return f"{self.index_prefix}{prefix}:{group}"
+        return None
 
     def acquire(self, key: str, ttl_s: float) -> str | None:
         """Take the key's compute lock (SET NX PX); the token proves ownership.
@@ -183,7 +222,20 @@ class RedisStore:
             yield full.decode()[skip:]
 
     def delete(self, prefix: str | None = None, pattern: str = "*") -> int:
-        """UNLINK the matching entries in SCAN-sized batches; never KEYS or FLUSHDB."""
+        """UNLINK the matching entries: those an index lists, or else those a SCAN finds; never KEYS
+        or FLUSHDB. Returns how many existed."""
+        index = self.index_of(prefix, pattern)
+        if index is None:
+            return self._scan_delete(prefix, pattern)
+        deleted = 0
+        while members := self.client.zrange(index, 0, SCAN_BATCH - 1):
+            drop = self.client.pipeline(transaction=False)
+            drop.unlink(*(self.entry_prefix + member.decode() for member in members))
+            drop.zrem(index, *members)  # not DEL: an entry noted meanwhile stays listed
+            deleted += drop.execute()[0]
+        return deleted
+
+    def _scan_delete(self, prefix: str | None, pattern: str) -> int:
         deleted, batch = 0, []
         for full in self.client.scan_iter(self._match(prefix, pattern), count=SCAN_BATCH):
             batch.append(full)

@@ -128,6 +128,29 @@ def test_invalidate_deletes_exactly_the_matching_keys(app):
         assert [key.split(":")[0] for key in app.extensions["response_cache"].store.keys()] == ["users"]
 
 
+@pytest.mark.parametrize("backend", ["redis"], indirect=True)
+def test_on_redis_invalidation_reads_the_indexes_and_free_globs_still_scan(app, redis):
+    compute, _ = _counted(prefix="user", key=lambda a, b=0: f"{a}:{b}", ttl=60)
+    namespace = app.config["CACHE_NAMESPACE"]
+    with app.app_context():
+        for user_id, part in [(1, "profile"), (1, "settings"), (12, "profile")]:
+            compute(user_id, part)
+        store = app.extensions["response_cache"].store
+        assert store.index_of("user", "1:*") == f"{namespace}:index:user:1"
+        assert store.index_of("user", "1*") is None  # a free glob: SCAN
+        listed = redis.zrange(f"{namespace}:index:user", 0, -1)
+        assert set(listed) == {b"user:1:profile", b"user:1:settings", b"user:12:profile"}
+        assert 60 < redis.ttl(f"{namespace}:index:user:1") <= 75  # as long as its longest entry
+        # An entry that expired is forgotten by the index at the next write under it.
+        redis.zadd(f"{namespace}:index:user", {"user:9:gone": time.time() - 1})
+        compute(2, "profile")
+        assert redis.zscore(f"{namespace}:index:user", "user:9:gone") is None
+        assert invalidate_cache("user", pattern="1*") == 3  # SCAN: 1:profile, 1:settings, 12:profile
+        assert [key for key in store.keys()] == ["user:2:profile"]
+        assert invalidate_cache("user", pattern="2:*") == 1
+        assert redis.zcard(f"{namespace}:index:user:2") == 0
+
+
 def test_ttls_are_jittered_and_the_hard_ttl_is_longer():
     samples = [cacheflow.expiries(100) for _ in range(200)]
     softs = [soft - time.time() for soft, _ in samples]
