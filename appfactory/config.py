@@ -93,6 +93,26 @@ def _url(*schemes: str) -> Callable[[str, Any], str | None]:
     return parse
 
 
+_REDIS_SCHEMES = ("redis", "rediss", "unix", "redis+sentinel")
+
+
+def _redis_url(name: str, raw: Any) -> str | None:
+    """A Redis URL of a scheme the service connects with; a Sentinel URL names its service."""
+    value = _url("redis", "rediss", "unix")(name, raw)
+    if value is None:
+        return None
+    parts = urlsplit(value)
+    if parts.scheme not in _REDIS_SCHEMES:
+        raise ConfigError(
+            f"{name}: {parts.scheme}:// is not supported; use one of {', '.join(_REDIS_SCHEMES)}"
+        )
+    if parts.scheme == "redis+sentinel" and not parts.path.strip("/"):
+        raise ConfigError(
+            f"{name}: a Sentinel URL names its service: redis+sentinel://host:port[,host:port]/service"
+        )
+    return value
+
+
 def readable(number: float) -> str:
     """A bound as people write it: 2147483647, 0.5 (never 2.14748e+09)."""
     return str(int(number)) if float(number).is_integer() else repr(float(number))
@@ -153,7 +173,7 @@ VARS: tuple[Var, ...] = (
     Var("DB_POOL_TIMEOUT", 30, _number(0.1), "seconds to wait for a free pooled connection"),
     Var("DB_CONNECT_TIMEOUT", 3, _integer(1), "seconds to wait for a new database connection"),
     Var("DB_TIMEOUT_S", 5.0, _number(0.1), "deadline of every PostgreSQL call, enforced by the client"),
-    Var("REDIS_URL", None, _url("redis", "rediss", "unix"), "unset: SimpleCache and in-memory limits"),
+    Var("REDIS_URL", None, _redis_url, "unset: SimpleCache and in-memory limits"),
     Var("REDIS_TIMEOUT_MS", 250, _integer(10), "connect and socket timeout of every Redis call"),
     Var("REDIS_RETRY_AFTER_S", 2.0, _number(0.1), "back-off before retrying a failed Redis"),
     Var("CACHE_NAMESPACE", "aigen", _text, "prefix of every key the service writes to Redis"),

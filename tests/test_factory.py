@@ -13,6 +13,8 @@ from appfactory import config, create_app
         ("LOG_FORMAT", "xml"),
         ("DATABASE_URL", "not a url"),
         ("REDIS_URL", "http://localhost"),
+        ("REDIS_URL", "redis+sentinel://127.0.0.1:26379"),  # no service name
+        ("REDIS_URL", "redis+cluster://127.0.0.1:7000"),  # not supported
         ("PORT", "70000"),
         ("AI_PROVIDER", "mystery"),
         ("SLOW_REQUEST_MS", "-1"),
@@ -43,3 +45,20 @@ def test_default_database_is_sqlite_in_instance_folder(monkeypatch):
     app = create_app({"LOG_LEVEL": "WARNING"})
     assert app.config["DATABASE_URL"].startswith("sqlite:///")
     assert app.config["DATABASE_URL"].endswith("instance/app.db")
+
+
+def test_a_sentinel_url_becomes_a_client_of_the_services_primary():
+    from redis.sentinel import SentinelConnectionPool
+
+    from appfactory.redis.client import build_client
+
+    settings = config.load({"REDIS_URL": "redis+sentinel://:s%40cret@10.0.0.1:26379,10.0.0.2/cache/3"})
+    client = build_client(settings)  # nothing is contacted until a command
+    pool = client.connection_pool
+    assert isinstance(pool, SentinelConnectionPool) and pool.service_name == "cache"
+    assert pool.connection_kwargs["db"] == 3 and pool.connection_kwargs["password"] == "s@cret"
+    assert pool.connection_kwargs["socket_timeout"] == settings["REDIS_TIMEOUT_MS"] / 1000
+    assert [
+        (conn.connection_pool.connection_kwargs["host"], conn.connection_pool.connection_kwargs["port"])
+        for conn in pool.sentinel_manager.sentinels
+    ] == [("10.0.0.1", 26379), ("10.0.0.2", 26379)]

@@ -35,7 +35,7 @@ def last_window(key: str) -> Window | None:
 class LimitStorage(Storage, SlidingWindowCounterSupport):
     """Counters in Redis, shared by every worker; while Redis fails, each worker's share in memory."""
 
-    STORAGE_SCHEME = ["aigen+redis", "aigen+rediss", "aigen+unix", "aigen+memory"]
+    STORAGE_SCHEME = ["aigen+redis", "aigen+rediss", "aigen+unix", "aigen+redis+sentinel", "aigen+memory"]
 
     def __init__(
         self,

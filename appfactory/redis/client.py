@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import time
 from typing import Any
+from urllib.parse import unquote, urlsplit
 
 import redis
 from flask import Flask, current_app
+from redis.sentinel import Sentinel
 
 from appfactory.resilience.breaker import Breaker
 
@@ -27,7 +29,33 @@ def client_options(config: dict[str, Any]) -> dict[str, Any]:
 
 def build_client(config: dict[str, Any]) -> redis.Redis:
     """A client for REDIS_URL with the service's timeouts."""
-    return redis.Redis.from_url(config["REDIS_URL"], **client_options(config))
+    url = config["REDIS_URL"]
+    if url.startswith(SENTINEL_SCHEME):
+        return sentinel_client(url, client_options(config))
+    return redis.Redis.from_url(url, **client_options(config))
+
+
+SENTINEL_SCHEME = "redis+sentinel://"
+
+
+def sentinel_client(url: str, options: dict[str, Any]) -> redis.Redis:
+    """`redis+sentinel://[[user]:password@]host[:port][,host[:port]...]/service[/db]`: a client of the
+    service's current primary. Every new connection asks the sentinels where the primary is, so after a
+    failover the connections that failed reconnect to the promoted replica."""
+    parts = urlsplit(url)
+    sentinels = []
+    for address in parts.netloc.rpartition("@")[2].split(","):
+        host, _, port = address.rpartition(":") if ":" in address else (address, "", "")
+        sentinels.append((host, int(port or 26379)))
+    service, _, db = parts.path.strip("/").partition("/")
+    timeouts = {key: options[key] for key in ("socket_connect_timeout", "socket_timeout")}
+    return Sentinel(sentinels, sentinel_kwargs=timeouts).master_for(
+        service,
+        db=int(db or 0),
+        username=unquote(parts.username) if parts.username else None,
+        password=unquote(parts.password) if parts.password else None,
+        **options,
+    )
 
 
 class RedisClient:

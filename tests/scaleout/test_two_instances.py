@@ -11,33 +11,12 @@ from contextlib import ExitStack
 import pytest
 import requests
 
-from tests.conftest import key_namespace
+from tests.scaleout.promises import hold_across, instance_env, signup
 from tests.support.gunicorn import Gunicorn
 from tests.support.http import fresh
 from tests.support.services import REDIS_URL, PgBouncer, PostgresDatabase, require_redis
-from tests.support.windows import clear_of_minute_edge
 
 pytestmark = pytest.mark.slow
-
-
-def _env(database_url: str, **extra: str) -> dict[str, str]:
-    return {
-        "DATABASE_URL": database_url,
-        "REDIS_URL": REDIS_URL,
-        "CACHE_NAMESPACE": key_namespace(),
-        "AI_ALLOW_ANONYMOUS": "false",
-        "AI_LOCAL_LATENCY_MS": "0",
-        "RATE_LIMIT_SIGNUPS_PER_MINUTE": "1000",
-        "RATE_LIMIT_PER_MINUTE": "100000",
-        "LOG_LEVEL": "WARNING",
-        **extra,
-    }
-
-
-def _signup(url: str, name: str) -> tuple[int, str]:
-    status, _, body = fresh(url, "POST", "/api/v1/users", {"email": f"{name}@example.com", "name": name})
-    assert status == 201, body
-    return body["id"], body["api_key"]
 
 
 @pytest.fixture
@@ -49,49 +28,13 @@ def database():
 
 def test_limits_cache_single_flight_and_revocation_hold_across_two_instances(database):
     require_redis()
-    env = _env(
-        database.url, RATE_LIMIT_PER_MINUTE="20", RATE_LIMIT_AI_PER_MINUTE="1000", AI_LOCAL_LATENCY_MS="700"
-    )
+    env = instance_env(database.url, REDIS_URL)
     with Gunicorn(env, workers=2) as a, Gunicorn(env, workers=2) as b:
-        both = [a.url, b.url]
-
-        # A rate limit is exact across both: 20 requests alternating between them, then 429 on either.
-        _, key = _signup(a.url, "limits")
-        clear_of_minute_edge()
-        statuses = [fresh(both[i % 2], "GET", "/api/v1/templates", key=key)[0] for i in range(22)]
-        assert statuses == [200] * 20 + [429] * 2
-
-        # A value cached through one is a HIT through the other.
-        _, key = _signup(b.url, "cache")
-        first = fresh(a.url, "GET", "/api/v1/ai/generate?prompt=shared", key=key)
-        second = fresh(b.url, "GET", "/api/v1/ai/generate?prompt=shared", key=key)
-        assert (first[1]["X-Cache"], second[1]["X-Cache"]) == ("MISS", "HIT")
-        assert first[2]["text"] == second[2]["text"]
-
-        # 50 concurrent identical uncached generations split over both: one upstream call.
-        with ThreadPoolExecutor(50) as pool:
-            answers = list(
-                pool.map(
-                    lambda i: fresh(both[i % 2], "GET", "/api/v1/ai/generate?prompt=flight", key=key),
-                    range(50),
-                )
-            )
-        assert [status for status, _, _ in answers] == [200] * 50
-        outcomes = sorted(headers["X-Cache"] for _, headers, _ in answers)
-        assert outcomes.count("MISS") == 1, outcomes  # the one computation; the other 49 waited for it
-        assert len({body["generated_at"] for _, _, body in answers}) == 1
-
-        # A key revoked through one (its user deleted there) is refused by the other at once.
-        user_id, key = _signup(a.url, "revoked")
-        assert fresh(b.url, "GET", "/api/v1/ai/generate?prompt=shared", key=key)[0] == 200  # b remembers it
-        assert fresh(a.url, "DELETE", f"/api/v1/users/{user_id}", key=key)[0] == 204
-        assert [fresh(b.url, "GET", "/api/v1/ai/generate?prompt=shared", key=key)[0] for _ in range(4)] == [
-            401
-        ] * 4
+        hold_across(a.url, b.url)
 
 
 def _crud_across(a: str, b: str) -> None:
-    user_id, key = _signup(a, "crud")
+    user_id, key = signup(a, "crud")
     status, headers, created = fresh(
         a, "POST", "/api/v1/templates", {"name": "t", "body": "Hi {{who}}"}, key=key
     )
@@ -139,7 +82,7 @@ def test_both_instances_through_pgbouncer_in_transaction_pooling(database, capsy
     require_redis()
     with ExitStack() as stack:
         bouncer = stack.enter_context(_closing(PgBouncer(pool_size=4).start()))
-        env = _env(bouncer.url(database.url), GUNICORN_THREADS="4")
+        env = instance_env(bouncer.url(database.url), REDIS_URL, RATE_LIMIT_PER_MINUTE="100000")
         # Both start at once, each migrating through PgBouncer: the migration's lock must hold there.
         a, b = Gunicorn(env, workers=3), Gunicorn(env, workers=3)
         stack.enter_context(_closing(a))
@@ -152,7 +95,7 @@ def test_both_instances_through_pgbouncer_in_transaction_pooling(database, capsy
         for server in (a, b):
             assert fresh(server.url, "GET", "/health")[2]["schema"] == "current"
         _crud_across(a.url, b.url)
-        _, key = _signup(a.url, "load")
+        _, key = signup(a.url, "load")
         template = fresh(a.url, "POST", "/api/v1/templates", {"name": "load", "body": "x"}, key=key)[2]
         path = f"/api/v1/templates/{template['id']}"  # read from the database on every request
         through_bouncer, failed = _peak_connections(database, [a.url, b.url], path)

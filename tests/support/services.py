@@ -111,7 +111,8 @@ def delete_namespace(client, namespace: str) -> int:
 class RedisServer:
     """A throwaway redis-server on a free port that a test may stop, freeze and restart."""
 
-    def __init__(self) -> None:
+    def __init__(self, *extra: str) -> None:
+        """`extra`: more redis-server arguments (`--replicaof`, ...)."""
         self.binary = shutil.which("redis-server")
         if not self.binary:
             unavailable("redis-server is not installed")
@@ -119,6 +120,7 @@ class RedisServer:
         self.dir = tempfile.mkdtemp(prefix="redis-test-")
         self.process: subprocess.Popen | None = None
         self.url = f"redis://127.0.0.1:{self.port}/0"
+        self.extra = extra
 
     def start(self) -> RedisServer:
         args = [
@@ -133,6 +135,7 @@ class RedisServer:
             "no",
             "--dir",
             self.dir,
+            *self.extra,
         ]
         self.process = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         wait_for_port(self.port)
@@ -268,6 +271,49 @@ logfile = {self.dir}/pgbouncer.log
 
     def log(self) -> str:
         return Path(self.dir, "pgbouncer.log").read_text(errors="replace")
+
+    def close(self) -> None:
+        if self.process and self.process.poll() is None:
+            self.process.terminate()
+            self.process.wait(timeout=10)
+        shutil.rmtree(self.dir, ignore_errors=True)
+
+
+class RedisSentinel:
+    """One redis-server in sentinel mode on a free port, watching `primary` as service `name`:
+    quorum 1, the primary judged down after `down_after_ms` without an answer."""
+
+    def __init__(self, primary: RedisServer, name: str = "aigen", down_after_ms: int = 1000) -> None:
+        self.binary = shutil.which("redis-server")
+        self.port = free_port()
+        self.name = name
+        self.dir = tempfile.mkdtemp(prefix="sentinel-test-")
+        Path(self.dir, "sentinel.conf").write_text(
+            f"port {self.port}\nbind 127.0.0.1\ndir {self.dir}\n"
+            f"sentinel monitor {name} 127.0.0.1 {primary.port} 1\n"
+            f"sentinel down-after-milliseconds {name} {down_after_ms}\n"
+            f"sentinel failover-timeout {name} 5000\n"
+            f"sentinel parallel-syncs {name} 1\n"
+        )
+        self.process: subprocess.Popen | None = None
+        self.url = f"redis+sentinel://127.0.0.1:{self.port}/{name}"
+
+    def start(self) -> RedisSentinel:
+        self.process = subprocess.Popen(
+            [self.binary, f"{self.dir}/sentinel.conf", "--sentinel"],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        wait_for_port(self.port)
+        return self
+
+    def primary_port(self) -> int | None:
+        """The port the sentinel names as the primary right now."""
+        import redis
+
+        with redis.Redis(port=self.port, socket_timeout=1) as client:
+            address = client.execute_command("SENTINEL", "GET-MASTER-ADDR-BY-NAME", self.name)
+        return int(address[1]) if address else None
 
     def close(self) -> None:
         if self.process and self.process.poll() is None:

@@ -1,0 +1,69 @@
+"""What must hold across two instances of the service, whatever Redis they share (standalone or
+Sentinel): used by the scale-out tests on each."""
+
+from __future__ import annotations
+
+from concurrent.futures import ThreadPoolExecutor
+
+from tests.conftest import key_namespace
+from tests.support.http import fresh
+from tests.support.windows import clear_of_minute_edge
+
+LIMIT = 20
+
+
+def instance_env(database_url: str, redis_url: str, **extra: str) -> dict[str, str]:
+    """Settings both instances share: one database, one Redis, one key namespace."""
+    return {
+        "DATABASE_URL": database_url,
+        "REDIS_URL": redis_url,
+        "CACHE_NAMESPACE": key_namespace(),
+        "AI_ALLOW_ANONYMOUS": "false",
+        "AI_LOCAL_LATENCY_MS": "700",  # long enough for 50 concurrent callers to meet in one flight
+        "RATE_LIMIT_SIGNUPS_PER_MINUTE": "1000",
+        "RATE_LIMIT_PER_MINUTE": str(LIMIT),
+        "RATE_LIMIT_AI_PER_MINUTE": "1000",
+        "LOG_LEVEL": "WARNING",
+        **extra,
+    }
+
+
+def signup(url: str, name: str) -> tuple[int, str]:
+    status, _, body = fresh(url, "POST", "/api/v1/users", {"email": f"{name}@example.com", "name": name})
+    assert status == 201, body
+    return body["id"], body["api_key"]
+
+
+def hold_across(a: str, b: str) -> None:
+    """Limits, the cache, single flight and revocation, each exact across the instances `a` and `b`."""
+    both = [a, b]
+
+    # A rate limit is exact across both: LIMIT requests alternating between them, then 429 on either.
+    _, key = signup(a, "limits")
+    clear_of_minute_edge()
+    statuses = [fresh(both[i % 2], "GET", "/api/v1/templates", key=key)[0] for i in range(LIMIT + 2)]
+    assert statuses == [200] * LIMIT + [429] * 2
+
+    # A value cached through one is a HIT through the other.
+    _, key = signup(b, "cache")
+    first = fresh(a, "GET", "/api/v1/ai/generate?prompt=shared", key=key)
+    second = fresh(b, "GET", "/api/v1/ai/generate?prompt=shared", key=key)
+    assert (first[1]["X-Cache"], second[1]["X-Cache"]) == ("MISS", "HIT")
+    assert first[2]["text"] == second[2]["text"]
+
+    # 50 concurrent identical uncached generations split over both: one upstream call.
+    def generate(i: int) -> tuple[int, dict, dict]:
+        return fresh(both[i % 2], "GET", "/api/v1/ai/generate?prompt=flight", key=key)
+
+    with ThreadPoolExecutor(50) as pool:
+        answers = list(pool.map(generate, range(50)))
+    assert [status for status, _, _ in answers] == [200] * 50
+    outcomes = sorted(headers["X-Cache"] for _, headers, _ in answers)
+    assert outcomes.count("MISS") == 1, outcomes  # the one computation; the other 49 waited for it
+    assert len({body["generated_at"] for _, _, body in answers}) == 1
+
+    # A key revoked through one (its user deleted there) is refused by the other at once.
+    user_id, key = signup(a, "revoked")
+    assert fresh(b, "GET", "/api/v1/ai/generate?prompt=shared", key=key)[0] == 200  # b remembers it
+    assert fresh(a, "DELETE", f"/api/v1/users/{user_id}", key=key)[0] == 204
+    assert [fresh(b, "GET", "/api/v1/ai/generate?prompt=shared", key=key)[0] for _ in range(4)] == [401] * 4
