@@ -93,7 +93,7 @@ def _url(*schemes: str) -> Callable[[str, Any], str | None]:
     return parse
 
 
-_REDIS_SCHEMES = ("redis", "rediss", "unix", "redis+sentinel")
+_REDIS_SCHEMES = ("redis", "rediss", "unix", "redis+sentinel", "redis+cluster")
 
 
 def _redis_url(name: str, raw: Any) -> str | None:

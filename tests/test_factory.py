@@ -14,7 +14,7 @@ from appfactory import config, create_app
         ("DATABASE_URL", "not a url"),
         ("REDIS_URL", "http://localhost"),
         ("REDIS_URL", "redis+sentinel://127.0.0.1:26379"),  # no service name
-        ("REDIS_URL", "redis+cluster://127.0.0.1:7000"),  # not supported
+        ("REDIS_URL", "redis+socket://127.0.0.1:7000"),  # no such scheme
         ("PORT", "70000"),
         ("AI_PROVIDER", "mystery"),
         ("SLOW_REQUEST_MS", "-1"),

@@ -229,10 +229,10 @@ class RedisStore:
             return self._scan_delete(prefix, pattern)
         deleted = 0
         while members := self.client.zrange(index, 0, SCAN_BATCH - 1):
-            drop = self.client.pipeline(transaction=False)
-            drop.unlink(*(self.entry_prefix + member.decode() for member in members))
-            drop.zrem(index, *members)  # not DEL: an entry noted meanwhile stays listed
-            deleted += drop.execute()[0]
+            # Two commands, not a pipeline: on Cluster the entries span hash slots, and the client
+            # splits a many-key UNLINK by slot only outside a pipeline.
+            deleted += self.client.unlink(*(self.entry_prefix + member.decode() for member in members))
+            self.client.zrem(index, *members)  # not DEL: an entry noted meanwhile stays listed
         return deleted
 
     def _scan_delete(self, prefix: str | None, pattern: str) -> int:

@@ -15,7 +15,7 @@ import math
 import time
 from typing import Any, NamedTuple
 
-from limits.storage import RedisStorage
+from limits.storage import RedisClusterStorage, RedisStorage
 
 from appfactory.compat import fast_path
 from appfactory.compat import redis as compat_redis
@@ -105,5 +105,8 @@ class RedisWindows(RedisStorage):
 
 
 def redis_storage(uri: str, **options: Any) -> RedisStorage:
-    """limits' Redis storage: with the one-call acquire (`RedisWindows`) on the tested version."""
+    """limits' Redis storage: with the one-call acquire (`RedisWindows`) on the tested version; on
+    Redis Cluster, limits' own cluster storage (the public way: the script would cross hash slots)."""
+    if uri.startswith("redis+cluster:"):
+        return RedisClusterStorage(uri, **options)
     return (RedisWindows if FAST else RedisStorage)(uri, **options)

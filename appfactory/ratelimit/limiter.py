@@ -17,6 +17,7 @@ from redis import Redis
 from appfactory.compat.flask_limiter import limiter_base
 from appfactory.identity.context import current_key_id
 from appfactory.ratelimit.headers import breach_message, policy_of, write_headers
+from appfactory.redis.client import client_options, cluster_options, is_cluster
 
 # Blueprints that get a budget of their own instead of the default one: name -> config key.
 POLICIES = {"ai": "RATE_LIMIT_AI_PER_MINUTE"}
@@ -136,7 +137,9 @@ def limiter_config(config: dict[str, Any], redis: Redis | None = None) -> dict[s
         "retry_after": config["REDIS_RETRY_AFTER_S"],
         "key_prefix": f"{config['CACHE_NAMESPACE']}:rl",
     }
-    if redis is not None:  # its connections already carry the service's short timeouts
+    if is_cluster(config):  # limits' cluster storage makes its own client: with the same timeouts
+        options.update(cluster_options(client_options(config)))
+    elif redis is not None:  # its connections already carry the service's short timeouts
         options["connection_pool"] = redis.connection_pool
     return {
         "RATELIMIT_STORAGE_URI": f"aigen+{config.get('REDIS_URL') or 'memory://'}",

@@ -35,7 +35,14 @@ def last_window(key: str) -> Window | None:
 class LimitStorage(Storage, SlidingWindowCounterSupport):
     """Counters in Redis, shared by every worker; while Redis fails, each worker's share in memory."""
 
-    STORAGE_SCHEME = ["aigen+redis", "aigen+rediss", "aigen+unix", "aigen+redis+sentinel", "aigen+memory"]
+    STORAGE_SCHEME = [
+        "aigen+redis",
+        "aigen+rediss",
+        "aigen+unix",
+        "aigen+redis+sentinel",
+        "aigen+redis+cluster",
+        "aigen+memory",
+    ]
 
     def __init__(
         self,
@@ -49,6 +56,9 @@ class LimitStorage(Storage, SlidingWindowCounterSupport):
         super().__init__(uri, wrap_exceptions=wrap_exceptions)
         target = uri.split("+", 1)[1]
         self.redis = None
+        # On Cluster one script may touch one hash slot only: the window's keys share one, a cache entry
+        # read along with them would not, so the hit goes through limits' own acquire, reading nothing.
+        self.reads_along = not target.startswith("redis+cluster:")
         if not target.startswith("memory:"):
             self.redis = compat_limits.redis_storage(target, key_prefix=key_prefix, **options)
         self.memory = MemoryStorage()
@@ -91,7 +101,7 @@ class LimitStorage(Storage, SlidingWindowCounterSupport):
     def _acquire_on_redis(
         self, key: str, limit: int, expiry: int, amount: int, in_request: bool
     ) -> tuple[bool, Window | None]:
-        if not compat_limits.FAST:
+        if not compat_limits.FAST or not self.reads_along:
             acquired = self.redis.acquire_sliding_window_entry(key, limit, expiry, amount)
             self._succeeded()
             return acquired, None

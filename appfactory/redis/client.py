@@ -8,6 +8,9 @@ from urllib.parse import unquote, urlsplit
 
 import redis
 from flask import Flask, current_app
+from redis.backoff import NoBackoff
+from redis.cluster import ClusterNode, RedisCluster
+from redis.retry import Retry
 from redis.sentinel import Sentinel
 
 from appfactory.resilience.breaker import Breaker
@@ -32,10 +35,51 @@ def build_client(config: dict[str, Any]) -> redis.Redis:
     url = config["REDIS_URL"]
     if url.startswith(SENTINEL_SCHEME):
         return sentinel_client(url, client_options(config))
+    if url.startswith(CLUSTER_SCHEME):
+        return cluster_client(url, client_options(config))
     return redis.Redis.from_url(url, **client_options(config))
 
 
 SENTINEL_SCHEME = "redis+sentinel://"
+CLUSTER_SCHEME = "redis+cluster://"
+
+
+def is_cluster(config: dict[str, Any]) -> bool:
+    return (config.get("REDIS_URL") or "").startswith(CLUSTER_SCHEME)
+
+
+def _addresses(netloc: str, default_port: int) -> list[tuple[str, int]]:
+    """`host[:port],host[:port]...` after any user information."""
+    addresses = []
+    for address in netloc.rpartition("@")[2].split(","):
+        host, _, port = address.rpartition(":") if ":" in address else (address, "", "")
+        addresses.append((host, int(port or default_port)))
+    return addresses
+
+
+def _credentials(url: str) -> dict[str, str | None]:
+    parts = urlsplit(url)
+    return {
+        "username": unquote(parts.username) if parts.username else None,
+        "password": unquote(parts.password) if parts.password else None,
+    }
+
+
+def cluster_options(options: dict[str, Any]) -> dict[str, Any]:
+    """The service's client options as RedisCluster takes them: the same timeouts on every node's
+    connections, and one retry, to follow a redirection (MOVED, ASK) after slots moved."""
+    per_node = {key: value for key, value in options.items() if key not in ("retry", "retry_on_timeout")}
+    return {**per_node, "retry": Retry(NoBackoff(), 1)}
+
+
+def cluster_client(url: str, options: dict[str, Any]) -> RedisCluster:
+    """`redis+cluster://[[user]:password@]host[:port][,host[:port]...]`: a Redis Cluster client that
+    learns the slots from any of these nodes."""
+    return RedisCluster(
+        startup_nodes=[ClusterNode(host, port) for host, port in _addresses(urlsplit(url).netloc, 6379)],
+        **_credentials(url),
+        **cluster_options(options),
+    )
 
 
 def sentinel_client(url: str, options: dict[str, Any]) -> redis.Redis:
@@ -43,19 +87,10 @@ def sentinel_client(url: str, options: dict[str, Any]) -> redis.Redis:
     service's current primary. Every new connection asks the sentinels where the primary is, so after a
     failover the connections that failed reconnect to the promoted replica."""
     parts = urlsplit(url)
-    sentinels = []
-    for address in parts.netloc.rpartition("@")[2].split(","):
-        host, _, port = address.rpartition(":") if ":" in address else (address, "", "")
-        sentinels.append((host, int(port or 26379)))
     service, _, db = parts.path.strip("/").partition("/")
     timeouts = {key: options[key] for key in ("socket_connect_timeout", "socket_timeout")}
-    return Sentinel(sentinels, sentinel_kwargs=timeouts).master_for(
-        service,
-        db=int(db or 0),
-        username=unquote(parts.username) if parts.username else None,
-        password=unquote(parts.password) if parts.password else None,
-        **options,
-    )
+    sentinels = Sentinel(_addresses(parts.netloc, 26379), sentinel_kwargs=timeouts)
+    return sentinels.master_for(service, db=int(db or 0), **_credentials(url), **options)
 
 
 class RedisClient:

@@ -320,3 +320,54 @@ class RedisSentinel:
             self.process.terminate()
             self.process.wait(timeout=10)
         shutil.rmtree(self.dir, ignore_errors=True)
+
+
+class RedisClusterNodes:
+    """A Redis Cluster of `size` primaries (no replicas) on free ports, created with redis-cli."""
+
+    def __init__(self, size: int = 3) -> None:
+        if not shutil.which("redis-cli"):
+            unavailable("redis-cli is not installed")
+        # The bus port is named: by default it is the port + 10,000, past 65,535 for a high free port.
+        self.nodes = [
+            RedisServer(
+                "--cluster-enabled", "yes", "--cluster-config-file", "nodes.conf", "--cluster-port", str(free_port())
+            )
+            for _ in range(size)
+        ]
+        self.url = "redis+cluster://" + ",".join(f"127.0.0.1:{node.port}" for node in self.nodes)
+
+    def start(self) -> RedisClusterNodes:
+        import redis
+
+        for node in self.nodes:
+            node.start()
+        addresses = [f"127.0.0.1:{node.port}" for node in self.nodes]
+        subprocess.run(
+            ["redis-cli", "--cluster", "create", *addresses, "--cluster-replicas", "0", "--cluster-yes"],
+            check=True,
+            capture_output=True,
+            timeout=60,
+        )
+        deadline = time.monotonic() + 30
+        for node in self.nodes:
+            with redis.Redis(port=node.port, socket_timeout=1) as client:
+                while client.cluster("info")["cluster_state"] != "ok":
+                    if time.monotonic() > deadline:
+                        raise TimeoutError("the cluster never reached cluster_state:ok")
+                    time.sleep(0.1)
+        return self
+
+    def key_counts(self) -> list[int]:
+        """How many keys each node holds."""
+        import redis
+
+        counts = []
+        for node in self.nodes:
+            with redis.Redis(port=node.port, socket_timeout=1) as client:
+                counts.append(client.dbsize())
+        return counts
+
+    def close(self) -> None:
+        for node in self.nodes:
+            node.close()
