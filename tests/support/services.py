@@ -331,7 +331,12 @@ class RedisClusterNodes:
         # The bus port is named: by default it is the port + 10,000, past 65,535 for a high free port.
         self.nodes = [
             RedisServer(
-                "--cluster-enabled", "yes", "--cluster-config-file", "nodes.conf", "--cluster-port", str(free_port())
+                "--cluster-enabled",
+                "yes",
+                "--cluster-config-file",
+                "nodes.conf",
+                "--cluster-port",
+                str(free_port()),
             )
             for _ in range(size)
         ]
