@@ -3,9 +3,13 @@ Sentinel): used by the scale-out tests on each."""
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 from concurrent.futures import ThreadPoolExecutor
 
 from tests.conftest import key_namespace
+from tests.support.gunicorn import ROOT
 from tests.support.http import fresh
 from tests.support.windows import clear_of_minute_edge
 
@@ -67,3 +71,22 @@ def hold_across(a: str, b: str) -> None:
     assert fresh(b, "GET", "/api/v1/ai/generate?prompt=shared", key=key)[0] == 200  # b remembers it
     assert fresh(a, "DELETE", f"/api/v1/users/{user_id}", key=key)[0] == 204
     assert [fresh(b, "GET", "/api/v1/ai/generate?prompt=shared", key=key)[0] for _ in range(4)] == [401] * 4
+
+
+def cli_works(env: dict[str, str], url: str) -> None:
+    """`flask cache stats`, `flask cache invalidate` and `flask keys revoke` work on the same Redis: the
+    revoked key is refused by the instance at `url` on its next request."""
+    _, key = signup(url, "cli")
+    assert fresh(url, "GET", "/api/v1/ai/generate?prompt=cli", key=key)[0] == 200
+    key_id = key.split("_")[1]
+    for args in (["cache", "stats"], ["cache", "invalidate", "templates"], ["keys", "revoke", key_id]):
+        run = subprocess.run(
+            [sys.executable, "-m", "flask", "--app", "wsgi", *args],
+            cwd=ROOT,
+            env={**os.environ, **env},
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+        assert run.returncode == 0, run.stderr
+    assert fresh(url, "GET", "/api/v1/ai/generate?prompt=cli", key=key)[0] == 401

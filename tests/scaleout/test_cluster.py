@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from tests.scaleout.promises import hold_across, instance_env, signup
+from tests.scaleout.promises import cli_works, hold_across, instance_env, signup
 from tests.support.gunicorn import Gunicorn
 from tests.support.http import fresh
 from tests.support.services import PostgresDatabase, RedisClusterNodes
@@ -32,6 +32,7 @@ def test_two_instances_on_a_three_node_cluster(cluster, database):
     with Gunicorn(env, workers=2) as a, Gunicorn(env, workers=2) as b:
         assert fresh(a.url, "GET", "/health")[2]["redis"] == "connected"
         hold_across(a.url, b.url)
+        cli_works(env, b.url)
 
         # Cached pages of the templates list through b, a write through a: every page is dropped,
         # whichever node holds it.

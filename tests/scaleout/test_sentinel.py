@@ -8,7 +8,7 @@ import time
 
 import pytest
 
-from tests.scaleout.promises import hold_across, instance_env, signup
+from tests.scaleout.promises import cli_works, hold_across, instance_env, signup
 from tests.support.gunicorn import Gunicorn
 from tests.support.http import fresh
 from tests.support.load import Load, classes
@@ -58,6 +58,7 @@ def test_two_instances_on_sentinel_and_a_failover_under_load(sentinel, database,
     env = instance_env(database.url, watcher.url, REDIS_RETRY_AFTER_S="0.5")
     with Gunicorn(env, workers=2) as a, Gunicorn(env, workers=2) as b:
         hold_across(a.url, b.url)
+        cli_works(env, b.url)
         assert fresh(a.url, "GET", "/health")[2]["redis"] == "connected"
 
         # A key per instance's load, on the generation budget (RATE_LIMIT_AI_PER_MINUTE, 1,000): the
