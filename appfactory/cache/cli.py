@@ -11,6 +11,7 @@ from flask import current_app
 from flask.cli import AppGroup
 
 from appfactory.cache.flow import ResponseCache
+from appfactory.cache.stores import RedisStore
 from appfactory.redis.client import REDIS_ERRORS
 
 cache_cli = AppGroup("cache", help="Response cache commands.")
@@ -60,9 +61,7 @@ def stats() -> None:
 @click.option("--prefix", default=None, help="Only entries under this prefix (default: every entry).")
 def clear(prefix: str | None) -> None:
     """Delete the service's cache entries; keys outside its namespace are never touched."""
-    with _answering():
-        deleted = _state().store.delete(prefix)
-    click.echo(f"deleted {deleted} entries")
+    click.echo(f"deleted {_delete(prefix, '*')} entries")
 
 
 @cache_cli.command("invalidate")
@@ -70,6 +69,15 @@ def clear(prefix: str | None) -> None:
 @click.option("--pattern", default="*", show_default=True, help="Glob over the key after the prefix.")
 def invalidate(prefix: str, pattern: str) -> None:
     """Delete the entries under PREFIX whose key matches the pattern."""
+    click.echo(f"deleted {_delete(prefix, pattern)} entries")
+
+
+def _delete(prefix: str | None, pattern: str) -> int:
+    """Delete through the store; a pattern no index lists scans Redis, behind a progress bar over its
+    keys (an index drops only what it lists, at once)."""
+    store = _state().store
     with _answering():
-        deleted = _state().store.delete(prefix, pattern)
-    click.echo(f"deleted {deleted} entries")
+        if not isinstance(store, RedisStore) or store.index_of(prefix, pattern) is not None:
+            return store.delete(prefix, pattern)
+        with click.progressbar(length=max(1, store.client.dbsize()), label="scanning Redis") as bar:
+            return store.delete(prefix, pattern, scanned=bar.update)

@@ -9,7 +9,7 @@ import os
 import secrets
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import redis
@@ -221,12 +221,14 @@ class RedisStore:
         for full in self.client.scan_iter(self._match(prefix, pattern), count=SCAN_BATCH):
             yield full.decode()[skip:]
 
-    def delete(self, prefix: str | None = None, pattern: str = "*") -> int:
+    def delete(
+        self, prefix: str | None = None, pattern: str = "*", scanned: Callable[[int], None] | None = None
+    ) -> int:
         """UNLINK the matching entries: those an index lists, or else those a SCAN finds; never KEYS
-        or FLUSHDB. Returns how many existed."""
+        or FLUSHDB. Returns how many existed. `scanned(n)` hears of each n keys a SCAN looked at."""
         index = self.index_of(prefix, pattern)
         if index is None:
-            return self._scan_delete(prefix, pattern)
+            return self._scan_delete(prefix, pattern, scanned)
         deleted = 0
         while members := self.client.zrange(index, 0, SCAN_BATCH - 1):
             # Two commands, not a pipeline: on Cluster the entries span hash slots, and the client
@@ -235,9 +237,18 @@ class RedisStore:
             self.client.zrem(index, *members)  # not DEL: an entry noted meanwhile stays listed
         return deleted
 
-    def _scan_delete(self, prefix: str | None, pattern: str) -> int:
+    def _scan_delete(self, prefix: str | None, pattern: str, scanned: Callable[[int], None] | None) -> int:
+        match = self._match(prefix, pattern)
+        if scanned is not None and isinstance(self.client, redis.Redis):  # one keyspace, one cursor
+            deleted, cursor = 0, None
+            while cursor != 0:
+                cursor, found = self.client.scan(cursor or 0, match=match, count=SCAN_BATCH)
+                if found:
+                    deleted += self.client.unlink(*found)
+                scanned(SCAN_BATCH)  # COUNT is what Redis looks at per call, give or take
+            return deleted
         deleted, batch = 0, []
-        for full in self.client.scan_iter(self._match(prefix, pattern), count=SCAN_BATCH):
+        for full in self.client.scan_iter(match, count=SCAN_BATCH):
             batch.append(full)
             if len(batch) >= SCAN_BATCH:
                 deleted += self.client.unlink(*batch)
@@ -322,7 +333,9 @@ class LocalStore:
             names = list(self._written)
         return (name for name in names if fnmatch.fnmatchcase(name, match) and self.backend.has(name))
 
-    def delete(self, prefix: str | None = None, pattern: str = "*") -> int:
+    def delete(
+        self, prefix: str | None = None, pattern: str = "*", scanned: Callable[[int], None] | None = None
+    ) -> int:
         names = list(self.keys(prefix, pattern))
         deleted = sum(bool(self.backend.delete(name)) for name in names)
         with self._lock:

@@ -334,7 +334,11 @@ def test_cli_stats_clear_invalidate_and_warm(app, tmp_path, backend):
     with app.app_context():
         user(1)
         user(2)
+        user(3)
     assert "deleted 1 entries" in _cli(app, "invalidate", "user", "--pattern", "1:*")
+    scanned = _cli(app, "invalidate", "user", "--pattern", "[3]*")  # a free glob: no index lists it
+    assert "deleted 1 entries" in scanned
+    assert ("scanning Redis" in scanned) == (backend == "redis")  # the scan's progress bar
     assert "deleted 2 entries" in _cli(app, "clear", "--prefix", "ai")
     assert "deleted 1 entries" in _cli(app, "clear")
     assert "deleted 0 entries" in _cli(app, "clear")
