@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import socket
 import threading
 import time
@@ -14,7 +15,7 @@ from appfactory import create_app
 from appfactory.config import sqlalchemy_url
 from appfactory.db import migrate
 from appfactory.db.models import metadata
-from tests.support.services import PostgresDatabase
+from tests.support.services import PgBouncer, PostgresDatabase
 
 
 def pytest_unconfigure(config):
@@ -49,10 +50,17 @@ def _forget_test_keys():
 
 @pytest.fixture(scope="session")
 def postgres():
-    """A migrated database of its own on the machine's PostgreSQL."""
+    """A migrated database of its own on the machine's PostgreSQL; reached through a PgBouncer in
+    transaction pooling when AIGEN_TEST_THROUGH_PGBOUNCER is set (tests/scaleout runs tests so)."""
     database = PostgresDatabase()
+    bouncer = None
+    if os.environ.get("AIGEN_TEST_THROUGH_PGBOUNCER"):
+        bouncer = PgBouncer(pool_size=4).start()
+        database.url = bouncer.url(database.url)
     migrate.upgrade(database.url)
     yield database
+    if bouncer is not None:
+        bouncer.close()
     database.drop()
 
 

@@ -3,6 +3,10 @@ promise holds across them as within one. Then both through one PgBouncer in tran
 
 from __future__ import annotations
 
+import os
+import re
+import subprocess
+import sys
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -12,7 +16,7 @@ import pytest
 import requests
 
 from tests.scaleout.promises import hold_across, instance_env, signup
-from tests.support.gunicorn import Gunicorn
+from tests.support.gunicorn import ROOT, Gunicorn
 from tests.support.http import fresh
 from tests.support.services import REDIS_URL, PgBouncer, PostgresDatabase, require_redis
 
@@ -115,6 +119,38 @@ def test_both_instances_through_pgbouncer_in_transaction_pooling(database, capsy
             f"PgBouncer (pool {bouncer.pool_size}), {without_bouncer} without"
         )
     assert without_bouncer > through_bouncer
+
+
+def test_the_crud_tests_pass_through_pgbouncer(tmp_path, capsys):
+    """The templates, users and keys tests on PostgreSQL, reached through PgBouncer in transaction
+    pooling (tests/conftest.py `postgres`), in a pytest run of their own."""
+    run = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "pytest",
+            "-q",
+            "-p",
+            "no:cacheprovider",
+            f"--basetemp={tmp_path / 'run'}",  # its own: this session's temporary folder stays this one's
+            "-k",
+            "postgresql",
+            "tests/blueprints/test_templates.py",
+            "tests/blueprints/test_users.py",
+            "tests/identity/test_keys.py",
+        ],
+        cwd=ROOT,
+        env={**os.environ, "AIGEN_TEST_THROUGH_PGBOUNCER": "1"},
+        capture_output=True,
+        text=True,
+        timeout=600,
+        check=False,
+    )
+    passed = re.search(r"(\d+) passed", run.stdout)
+    with capsys.disabled():
+        print(f"\nCRUD tests through PgBouncer (transaction pooling): {passed.group(0) if passed else '?'}")
+    assert run.returncode == 0, run.stdout[-6000:]
+    assert passed and int(passed.group(1)) >= 50
 
 
 class _closing:
