@@ -29,13 +29,3 @@ def json_object() -> dict[str, Any]:
         kind = "an array" if isinstance(body, list) else "a single value"
         raise ApiError(422, f"The request body must be a JSON object, not {kind}.")
     return body
-
-
-def check_text(name: str, value: str) -> None:
-    """Reject what no database or log line should hold: NUL and unpaired surrogates."""
-    if "\x00" in value:
-        raise invalid(name, "must not contain NUL characters")
-    try:
-        value.encode("utf-8")
-    except UnicodeEncodeError:
-        raise invalid(name, "must be valid Unicode text") from None

@@ -11,6 +11,7 @@ import pytest
 from tests.scaleout.promises import cli_works, hold_across, instance_env, signup
 from tests.support.gunicorn import Gunicorn
 from tests.support.http import fresh
+from tests.support.keys import bearer
 from tests.support.load import Load, classes
 from tests.support.services import PostgresDatabase, RedisSentinel, RedisServer
 
@@ -69,7 +70,7 @@ def test_two_instances_on_sentinel_and_a_failover_under_load(sentinel, database,
                 0,
                 clients=3,
                 pause_s=0.02,
-                headers=_bearer(signup(server.url, f"load{n}")[1]),
+                headers=bearer(signup(server.url, f"load{n}")[1]),
                 mix=_MIX,
             )
             for n, server in enumerate((a, b))
@@ -105,7 +106,3 @@ _MIX = [  # the cache and the limiter on Redis, the key's revocation version too
     ("GET", "/api/v1/ai/generate?prompt=load-hit", None),
     ("POST", "/api/v1/ai/generate", {"prompt": "load-post"}),
 ]
-
-
-def _bearer(key: str) -> dict[str, str]:
-    return {"Authorization": f"Bearer {key}"}

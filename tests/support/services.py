@@ -273,10 +273,7 @@ logfile = {self.dir}/pgbouncer.log
         return Path(self.dir, "pgbouncer.log").read_text(errors="replace")
 
     def close(self) -> None:
-        if self.process and self.process.poll() is None:
-            self.process.terminate()
-            self.process.wait(timeout=10)
-        shutil.rmtree(self.dir, ignore_errors=True)
+        _end(self.process, self.dir)
 
 
 class RedisSentinel:
@@ -316,10 +313,7 @@ class RedisSentinel:
         return int(address[1]) if address else None
 
     def close(self) -> None:
-        if self.process and self.process.poll() is None:
-            self.process.terminate()
-            self.process.wait(timeout=10)
-        shutil.rmtree(self.dir, ignore_errors=True)
+        _end(self.process, self.dir)
 
 
 class RedisClusterNodes:
@@ -376,3 +370,11 @@ class RedisClusterNodes:
     def close(self) -> None:
         for node in self.nodes:
             node.close()
+
+
+def _end(process: subprocess.Popen | None, folder: str) -> None:
+    """Stop a server the tests started, and remove its folder."""
+    if process and process.poll() is None:
+        process.terminate()
+        process.wait(timeout=10)
+    shutil.rmtree(folder, ignore_errors=True)
