@@ -8,7 +8,7 @@ import pytest
 from tests.scaleout.promises import cli_works, hold_across, instance_env, signup
 from tests.support.gunicorn import Gunicorn
 from tests.support.http import fresh
-from tests.support.services import PostgresDatabase, RedisClusterNodes
+from tests.support.services import RedisClusterNodes
 
 pytestmark = pytest.mark.slow
 
@@ -18,13 +18,6 @@ def cluster():
     nodes = RedisClusterNodes(3).start()
     yield nodes
     nodes.close()
-
-
-@pytest.fixture
-def database():
-    database = PostgresDatabase()
-    yield database
-    database.drop()
 
 
 def test_two_instances_on_a_three_node_cluster(cluster, database):

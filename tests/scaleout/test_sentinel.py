@@ -13,7 +13,7 @@ from tests.support.gunicorn import Gunicorn
 from tests.support.http import fresh
 from tests.support.keys import bearer
 from tests.support.load import Load, classes
-from tests.support.services import PostgresDatabase, RedisSentinel, RedisServer
+from tests.support.services import RedisSentinel, RedisServer
 
 pytestmark = pytest.mark.slow
 
@@ -45,13 +45,6 @@ def _replication(server: RedisServer) -> dict:
 
     with redis.Redis(port=server.port, socket_timeout=1) as client:
         return client.info("replication")
-
-
-@pytest.fixture
-def database():
-    database = PostgresDatabase()
-    yield database
-    database.drop()
 
 
 def test_two_instances_on_sentinel_and_a_failover_under_load(sentinel, database, capsys):

@@ -23,13 +23,6 @@ from tests.support.services import REDIS_URL, PgBouncer, PostgresDatabase, requi
 pytestmark = pytest.mark.slow
 
 
-@pytest.fixture
-def database():
-    database = PostgresDatabase()  # not migrated: the instances do it as they start
-    yield database
-    database.drop()
-
-
 def test_limits_cache_single_flight_and_revocation_hold_across_two_instances(database):
     require_redis()
     env = instance_env(database.url, REDIS_URL)

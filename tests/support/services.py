@@ -159,6 +159,33 @@ class RedisServer:
         shutil.rmtree(self.dir, ignore_errors=True)
 
 
+class TlsRedisServer(RedisServer):
+    """A throwaway redis-server that speaks only TLS, with a self-signed certificate for 127.0.0.1.
+    `url` trusts that certificate; `untrusted_url` trusts another one."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.certificate = self._self_signed("server")
+        stranger = self._self_signed("stranger")
+        key = self.certificate.replace(".pem", ".key")
+        self.extra = ("--port", "0", "--tls-port", str(self.port), "--tls-auth-clients", "no")
+        self.extra += ("--tls-cert-file", self.certificate, "--tls-key-file", key)
+        self.url = f"rediss://127.0.0.1:{self.port}/0?ssl_ca_certs={self.certificate}"
+        self.untrusted_url = f"rediss://127.0.0.1:{self.port}/0?ssl_ca_certs={stranger}"
+
+    def _self_signed(self, name: str) -> str:
+        """`<dir>/<name>.pem` and its key `<name>.key`, valid a day for the IP 127.0.0.1."""
+        certificate = os.path.join(self.dir, f"{name}.pem")
+        subprocess.run(
+            ["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1"]
+            + ["-subj", f"/CN={name}", "-addext", "subjectAltName=IP:127.0.0.1"]
+            + ["-keyout", certificate.replace(".pem", ".key"), "-out", certificate],
+            check=True,
+            capture_output=True,
+        )
+        return certificate
+
+
 class PostgresServer:
     """A throwaway PostgreSQL cluster (initdb into a temp folder) on a free port."""
 
