@@ -14,6 +14,7 @@ from flask import Request, request
 from pydantic import BaseModel, ValidationError
 from spectree import Response, SecurityScheme, SecuritySchemeData, SpecTree
 
+from appfactory.compat import spectree as compat_spectree
 from appfactory.contract.schemas import ErrorEnvelope
 from appfactory.web.errors import ApiError
 from appfactory.web.validation import json_object
@@ -60,6 +61,7 @@ def _after(
 
 contract = SpecTree(
     "flask",
+    backend=compat_spectree.PLUGIN,
     title="aigen",
     mode="strict",  # the document holds the routes declared here; tests/contract checks none is missing
     before=_before,

@@ -8,7 +8,15 @@ from importlib.metadata import version
 import pytest
 
 from appfactory import compat
-from appfactory.compat import cachelib, flask_limiter, limits, prometheus_client, redis, werkzeug
+from appfactory.compat import (
+    cachelib,
+    flask_limiter,
+    limits,
+    prometheus_client,
+    redis,
+    spectree,
+    werkzeug,
+)
 
 MODULES = {
     "cachelib": cachelib,
@@ -16,6 +24,7 @@ MODULES = {
     "limits": limits,
     "prometheus_client": prometheus_client,
     "redis": redis,
+    "spectree": spectree,
     "werkzeug": werkzeug,
 }
 

@@ -1,0 +1,44 @@
+"""spectree: a view's request parsed for the schemas it declares, not for those it does not.
+
+SpecTree's Flask plugin copies every request header into a dict and parses the cookies on every
+request, before it knows whether the view declares a `headers` or `cookies` schema; none of this
+service's views does. `LeanFlaskPlugin` skips those two copies when the view declares neither and
+builds the same `Context` from the query and the body (docs/compat.md). It is the SpecTree `backend`
+(a documented extension point); what it relies on beyond it is the plugin's `request_validation`
+signature, `Context` and `get_multidict_items`.
+"""
+
+from __future__ import annotations
+
+from spectree.plugins.base import Context
+from spectree.plugins.flask_plugin import FlaskPlugin
+from spectree.utils import get_multidict_items
+
+from appfactory.compat import fast_path
+
+TESTED = "3.0.0"
+FAST = fast_path("spectree", TESTED)
+
+_NO_BODY = frozenset({"GET", "DELETE"})
+
+
+class LeanFlaskPlugin(FlaskPlugin):
+    """FlaskPlugin, with headers and cookies read only for a view that declares their schema."""
+
+    def request_validation(self, request, query, json, form, headers, cookies):
+        if headers or cookies or form:
+            return super().request_validation(request, query, json, form, headers, cookies)
+        validate = self.model_adapter.validate_obj
+        use_json = json and request.method not in _NO_BODY and request.mimetype not in self.FORM_MIMETYPE
+        request.context = Context(
+            validate(query, get_multidict_items(request.args, query)) if query else None,
+            validate(json, request.get_json(silent=True) or {}) if use_json else None,
+            None,
+            None,
+            None,
+        )
+        return None
+
+
+# The backend `appfactory.contract` gives its SpecTree.
+PLUGIN = LeanFlaskPlugin if FAST else FlaskPlugin
