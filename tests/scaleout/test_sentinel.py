@@ -7,13 +7,17 @@ from __future__ import annotations
 import time
 
 import pytest
+import redis
 
+from appfactory import create_app
+from appfactory.db import migrate
+from tests.conftest import base_overrides
 from tests.scaleout.promises import cli_works, hold_across, instance_env, signup
 from tests.support.gunicorn import Gunicorn
 from tests.support.http import fresh
 from tests.support.keys import bearer
 from tests.support.load import Load, classes
-from tests.support.services import RedisSentinel, RedisServer
+from tests.support.services import RedisSentinel, RedisServer, free_port
 
 pytestmark = pytest.mark.slow
 
@@ -41,8 +45,6 @@ def sentinel():
 
 
 def _replication(server: RedisServer) -> dict:
-    import redis
-
     with redis.Redis(port=server.port, socket_timeout=1) as client:
         return client.info("replication")
 
@@ -99,3 +101,21 @@ _MIX = [  # the cache and the limiter on Redis, the key's revocation version too
     ("GET", "/api/v1/ai/generate?prompt=load-hit", None),
     ("POST", "/api/v1/ai/generate", {"prompt": "load-post"}),
 ]
+
+
+def test_a_sentinel_that_does_not_answer_is_passed_over(sentinel, tmp_path):
+    primary, _, watcher = sentinel
+    gone = free_port()  # the first sentinel listed is down: the client asks the next one
+    app = create_app(
+        base_overrides(
+            DATABASE_URL=f"sqlite:///{tmp_path / 'db.sqlite'}",
+            REDIS_URL=f"redis+sentinel://127.0.0.1:{gone},127.0.0.1:{watcher.port}/{watcher.name}",
+        )
+    )
+    migrate.upgrade(app.config["DATABASE_URL"])
+    client = app.test_client()
+    assert client.get("/health").get_json()["redis"] == "connected"
+    answers = [client.get("/api/v1/ai/generate?prompt=passed-over").headers["X-Cache"] for _ in range(2)]
+    assert answers == ["MISS", "HIT"]
+    with redis.Redis(port=primary.port, socket_timeout=1) as direct:  # found through the live sentinel
+        assert direct.dbsize() > 0
