@@ -12,6 +12,7 @@ import textwrap
 from typing import Any
 
 from flask import Flask
+from pydantic import BaseModel
 
 from appfactory.contract.validation import contract
 from appfactory.serving import REQUEST_LINE_BYTES
@@ -96,6 +97,9 @@ _NOT_JSON = {"/metrics": "text/plain", "/docs/": "text/html"}
 
 _HEADERS = {**_EVERY, **_LIMITED, **_CACHED, **_RETRY, **_CHALLENGE, **_LOCATION}
 
+# Where the service's schemas are defined: their class docstrings are the document's descriptions.
+_OWN_PACKAGES = ("appfactory.", "blueprints.")
+
 _CONVERTER = re.compile(r"<(?:[^:<>]+:)?([^<>]+)>")
 _ID = {"type": "integer", "minimum": 1, "maximum": 2**31 - 1}
 
@@ -123,20 +127,39 @@ def openapi_document(app: Flask) -> dict[str, Any]:
             _describe(operation, app.view_functions[endpoint])
             _complete(path, method, operation, needs_key.get(endpoint, False))
     doc["components"]["headers"] = _HEADERS
+    _describe_schemas(doc["components"]["schemas"])
     _apply_limits(doc["components"]["schemas"], app)
     return doc
 
 
+def _docstring(thing: Any) -> str | None:
+    """A function's or class's own docstring (not one inherited), also when the workers run with -OO
+    (PYTHONOPTIMIZE=2), which drops docstrings from memory: then read from the source."""
+    if thing.__doc__ is not None:
+        return inspect.cleandoc(thing.__doc__)
+    try:
+        return ast.get_docstring(ast.parse(textwrap.dedent(inspect.getsource(thing))).body[0])
+    except (OSError, TypeError, SyntaxError):
+        return None
+
+
+def _describe_schemas(schemas: dict[str, Any]) -> None:
+    """Each schema described by its model's docstring, as pydantic does, also under -OO (pydantic
+    wrote the schemas, without them, when the views were decorated)."""
+    models, own = [BaseModel], {}
+    while models:
+        for model in models.pop().__subclasses__():
+            models.append(model)
+            if model.__module__.startswith(_OWN_PACKAGES):
+                own[model.__name__] = model  # the document names each schema after its model
+    for name, schema in schemas.items():
+        if "description" not in schema and name in own and (text := _docstring(own[name])):
+            schema["description"] = text
+
+
 def _describe(operation: dict[str, Any], view: Any) -> None:
-    """Summary and description from the view's docstring, as SpecTree takes them, also when the
-    workers run with -OO (PYTHONOPTIMIZE=2), which drops docstrings from memory: then from the source."""
-    view = inspect.unwrap(view)
-    text = inspect.getdoc(view)
-    if text is None:
-        try:
-            text = ast.get_docstring(ast.parse(textwrap.dedent(inspect.getsource(view))).body[0])
-        except (OSError, TypeError, SyntaxError):
-            return
+    """Summary and description from the view's docstring, as SpecTree takes them."""
+    text = _docstring(inspect.unwrap(view))
     if text:
         summary, _, description = text.partition("\n\n")
         operation["summary"], operation["description"] = summary.replace("\n", " "), description

@@ -2,13 +2,18 @@
 
 from __future__ import annotations
 
+import json
+import os
 import re
+import subprocess
+import sys
 
 import pytest
 from openapi_spec_validator import validate
 
 from appfactory import create_app
 from tests.conftest import base_overrides
+from tests.support.gunicorn import ROOT
 
 _CONVERTER = re.compile(r"<(?:[^:<>]+:)?([^<>]+)>")
 
@@ -114,3 +119,29 @@ def test_probes_and_docs_ignore_a_key_only_the_api_reads(service):
     for path in ("/health/live", "/metrics", "/openapi.json", "/docs/"):
         assert client.get(path, headers=bad).status_code == 200, path
     assert client.get("/api/v1/templates", headers=bad).status_code == 401
+
+
+_PRINT_DOCUMENT = """
+import json
+from appfactory import create_app
+app = create_app({"DATABASE_URL": "sqlite://", "LOG_LEVEL": "WARNING"})
+print(json.dumps(app.test_client().get("/openapi.json").get_json()))
+"""
+
+
+def _document_under(optimize: int) -> dict:
+    env = {**os.environ, "PYTHONOPTIMIZE": str(optimize), "PYTHONDONTWRITEBYTECODE": "1"}
+    env.pop("REDIS_URL", None)
+    done = subprocess.run(
+        [sys.executable, "-c", _PRINT_DOCUMENT], cwd=ROOT, env=env, capture_output=True, text=True, timeout=60
+    )
+    assert done.returncode == 0, done.stderr
+    return json.loads(done.stdout.splitlines()[-1])
+
+
+def test_the_document_is_the_same_when_the_workers_drop_docstrings():
+    """The image runs -OO (no docstrings in memory): summaries and schema descriptions read from source."""
+    plain, optimized = _document_under(0), _document_under(2)
+    assert plain["components"]["schemas"]["GenerateBody"]["description"].startswith("`POST /generate`")
+    assert plain["paths"]["/health/live"]["get"]["summary"].startswith("The process answers")
+    assert optimized == plain
