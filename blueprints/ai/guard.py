@@ -17,7 +17,7 @@ from appfactory.observability.metrics import count_upstream_error, upstream_brea
 from appfactory.resilience.breaker import Breaker
 from appfactory.resilience.bulkhead import Bulkhead, Full
 from appfactory.web.errors import ApiError
-from blueprints.ai.providers import UpstreamError
+from blueprints.ai.providers.base import UpstreamError
 
 log = logging.getLogger(__name__)
 

@@ -15,7 +15,7 @@ import urllib3
 from urllib3.exceptions import HTTPError, MaxRetryError, ReadTimeoutError
 from urllib3.util.retry import Retry
 
-from blueprints.ai.providers import UpstreamError
+from blueprints.ai.providers.base import UpstreamError
 
 log = logging.getLogger(__name__)
 
