@@ -4,8 +4,8 @@ SpecTree's Flask plugin copies every request header into a dict and parses the c
 request, before it knows whether the view declares a `headers` or `cookies` schema; none of this
 service's views does. `LeanFlaskPlugin` skips those two copies when the view declares neither and
 builds the same `Context` from the query and the body (docs/compat.md). It is the SpecTree `backend`
-(a documented extension point); what it relies on beyond it is the plugin's `request_validation`
-signature, `Context` and `get_multidict_items`.
+(a documented extension point); what it relies on beyond it: the plugin's `request_validation`
+signature, `FORM_MIMETYPE` and `model_adapter.validate_obj`, `Context` and `get_multidict_items`.
 """
 
 from __future__ import annotations

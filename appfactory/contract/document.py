@@ -8,6 +8,7 @@ import ast
 import copy
 import inspect
 import re
+import sys
 import textwrap
 from typing import Any
 
@@ -133,8 +134,7 @@ def openapi_document(app: Flask) -> dict[str, Any]:
 
 
 def _docstring(thing: Any) -> str | None:
-    """A function's or class's own docstring (not one inherited), also when the workers run with -OO
-    (PYTHONOPTIMIZE=2), which drops docstrings from memory: then read from the source."""
+    """A function's or class's own docstring; under -OO (no docstrings in memory) read from its source."""
     if thing.__doc__ is not None:
         return inspect.cleandoc(thing.__doc__)
     try:
@@ -144,17 +144,20 @@ def _docstring(thing: Any) -> str | None:
 
 
 def _describe_schemas(schemas: dict[str, Any]) -> None:
-    """Each schema described by its model's docstring, as pydantic does, also under -OO (pydantic
-    wrote the schemas, without them, when the views were decorated)."""
+    """Under -OO, each schema of the service's own models described by the model's docstring, as
+    pydantic would have described it."""
+    if sys.flags.optimize < 2:
+        return
     models, own = [BaseModel], {}
     while models:
         for model in models.pop().__subclasses__():
             models.append(model)
             if model.__module__.startswith(_OWN_PACKAGES):
-                own[model.__name__] = model  # the document names each schema after its model
+                own.setdefault(model.__name__, set()).add(model)  # schemas are named after models
     for name, schema in schemas.items():
-        if "description" not in schema and name in own and (text := _docstring(own[name])):
-            schema["description"] = text
+        if "description" not in schema and len(own.get(name, ())) == 1:
+            if text := _docstring(next(iter(own[name]))):
+                schema["description"] = text
 
 
 def _describe(operation: dict[str, Any], view: Any) -> None:

@@ -135,7 +135,7 @@ def _document_under(optimize: int) -> dict:
     done = subprocess.run(
         [sys.executable, "-c", _PRINT_DOCUMENT], cwd=ROOT, env=env, capture_output=True, text=True, timeout=60
     )
-    assert done.returncode == 0, done.stderr
+    assert done.returncode == 0 and done.stdout, done.stderr
     return json.loads(done.stdout.splitlines()[-1])
 
 

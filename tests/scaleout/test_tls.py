@@ -8,6 +8,7 @@ import pytest
 import redis
 
 from appfactory import create_app
+from appfactory.db import migrate
 from tests.conftest import base_overrides
 from tests.scaleout.promises import cli_works, hold_across, instance_env
 from tests.support.gunicorn import Gunicorn
@@ -41,11 +42,14 @@ def test_two_instances_on_a_redis_that_speaks_only_tls(tls_redis, database):
 
 
 def test_a_redis_whose_certificate_is_not_trusted_is_never_used(tls_redis, tmp_path):
+    # The client refuses the handshake: a certificate of another authority, or issued for another host.
+    elsewhere = tls_redis.url.replace("127.0.0.1", "localhost")  # the certificate names the IP only
+    for url in (tls_redis.untrusted_url, elsewhere):
+        with pytest.raises(redis.ConnectionError, match="certificate verify failed"):
+            redis.Redis.from_url(url, socket_timeout=5).ping()
     app = create_app(
         base_overrides(DATABASE_URL=f"sqlite:///{tmp_path / 'db.sqlite'}", REDIS_URL=tls_redis.untrusted_url)
     )
-    from appfactory.db import migrate
-
     migrate.upgrade(app.config["DATABASE_URL"])
     client = app.test_client()
     health = client.get("/health")
