@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from typing import Any
 
 from flask import g, has_request_context
@@ -140,12 +141,18 @@ class LimitStorage(Storage, SlidingWindowCounterSupport):
                 self._succeeded()
         return "redis" if self.breaker.healthy else "memory-fallback"
 
-    def _active(self) -> Storage:
-        shared = self.redis is not None and self.breaker.healthy
-        return self.redis if shared else self.memory
+    def _read(self, operation: Callable[[Storage], Any]) -> Any:
+        """`operation` on Redis while it answers; on the worker's memory while it does not, and when it
+        fails now (a window read for the headers must not turn an answered request into a 500)."""
+        if self.redis is not None and self.breaker.healthy:
+            try:
+                return operation(self.redis)
+            except REDIS_ERRORS as exc:
+                self._failed(exc)
+        return operation(self.memory)
 
     def get_sliding_window(self, key: str, expiry: int) -> tuple[int, float, int, float]:
-        return self._active().get_sliding_window(key, expiry)
+        return self._read(lambda storage: storage.get_sliding_window(key, expiry))
 
     def clear_sliding_window(self, key: str, expiry: int) -> None:
         self.memory.clear_sliding_window(key, expiry)
@@ -153,13 +160,17 @@ class LimitStorage(Storage, SlidingWindowCounterSupport):
             self.redis.clear_sliding_window(key, expiry)
 
     def incr(self, key: str, expiry: int, amount: int = 1) -> int:
-        return self._active().incr(key, expiry, amount)
+        return self._read(lambda storage: storage.incr(key, expiry, amount))
 
     def get(self, key: str) -> int:
-        return self._active().get(key)
+        return self._read(lambda storage: storage.get(key))
 
     def get_expiry(self, key: str) -> float:
-        return self._active().get_expiry(key)
+        return self._read(lambda storage: storage.get_expiry(key))
+
+    def _active(self) -> Storage:
+        shared = self.redis is not None and self.breaker.healthy
+        return self.redis if shared else self.memory
 
     def check(self) -> bool:
         return self._active().check()

@@ -88,8 +88,10 @@ def sentinel_client(url: str, options: dict[str, Any]) -> redis.Redis:
     failover the connections that failed reconnect to the promoted replica."""
     parts = urlsplit(url)
     service, _, db = parts.path.strip("/").partition("/")
-    timeouts = {key: options[key] for key in ("socket_connect_timeout", "socket_timeout")}
-    sentinels = Sentinel(_addresses(parts.netloc, 26379), sentinel_kwargs=timeouts)
+    # The sentinels get the same deadlines and no retries: redis-py's default retries with backoff
+    # would spend seconds on a sentinel that is down before asking the next one.
+    asking = {key: options[key] for key in ("socket_connect_timeout", "socket_timeout", "retry")}
+    sentinels = Sentinel(_addresses(parts.netloc, 26379), sentinel_kwargs=asking)
     return sentinels.master_for(service, db=int(db or 0), **_credentials(url), **options)
 
 

@@ -241,6 +241,25 @@ def test_redis_down_falls_back_to_memory_share_without_failing(make_app):
     assert client.get("/health").get_json()["rate_limit_storage"] == "memory-fallback"
 
 
+def test_a_window_read_after_redis_failed_answers_from_memory_not_a_500():
+    """Where the hit reads no window along (Cluster, the public way), the headers ask the storage for
+    it: Redis failing between the hit and that read must not fail the answered request."""
+    from appfactory.ratelimit.storage import LimitStorage
+
+    server = RedisServer().start()
+    try:
+        storage = LimitStorage(f"aigen+{server.url}", workers=2, key_prefix="t:rl")
+        assert storage.acquire_sliding_window_entry("k", 10, 60) is True
+        assert storage.get_sliding_window("k", 60)[2] == 1  # counted on Redis
+        server.stop()
+        counts = storage.get_sliding_window("k", 60)  # (previous, its expiry, current, its expiry)
+        assert (counts[0], counts[2]) == (0, 0)  # the worker's memory, where nothing was counted
+        assert storage.mode == "memory-fallback"  # the failure opened the breaker
+        assert storage.get("k") == 0 and storage.incr("k", 60) == 1  # the other reads: memory too
+    finally:
+        server.close()
+
+
 def _add_probe(app) -> None:
     """/api/v1/probe: a single view with a `probe` budget of RATE_LIMIT_AI_PER_MINUTE."""
     from appfactory.ratelimit import policy_limit

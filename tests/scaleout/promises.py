@@ -6,11 +6,15 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import time
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 
 from tests.conftest import key_namespace
 from tests.support.gunicorn import ROOT
 from tests.support.http import fresh
+from tests.support.keys import bearer
+from tests.support.load import Load, classes
 from tests.support.windows import clear_of_minute_edge
 
 LIMIT = 20
@@ -90,3 +94,49 @@ def cli_works(env: dict[str, str], url: str) -> None:
         )
         assert run.returncode == 0, run.stderr
     assert fresh(url, "GET", "/api/v1/ai/generate?prompt=cli", key=key)[0] == 401
+
+
+# What the load sends: the cache and the limiter on Redis, the key's revocation version too.
+_FAILOVER_MIX = [
+    ("GET", "/api/v1/ai/generate?prompt=load-hit", None),
+    ("POST", "/api/v1/ai/generate", {"prompt": "load-post"}),
+]
+
+
+def wait_until(condition: Callable[[], bool], timeout_s: float, what: str) -> float:
+    """Seconds until `condition()` holds; TimeoutError naming `what` past `timeout_s`."""
+    started = time.monotonic()
+    while not condition():
+        if time.monotonic() - started > timeout_s:
+            raise TimeoutError(what)
+        time.sleep(0.05)
+    return time.monotonic() - started
+
+
+def failover_under_load(a: str, b: str, lose_primary: Callable[[], float]) -> tuple[dict[str, int], float]:
+    """A load on both instances while `lose_primary()` stops a Redis primary and returns the seconds
+    until a replica took over; then 3 s more. Returns the answers' classes and those seconds, after
+    checking the instances cache across each other again."""
+    # A key per instance's load, on the generation budget (RATE_LIMIT_AI_PER_MINUTE, 1,000): the load
+    # measures failures, not limits.
+    loads = [
+        Load(url, 0, clients=3, pause_s=0.02, headers=bearer(signup(url, f"load{n}")[1]), mix=_FAILOVER_MIX)
+        for n, url in enumerate((a, b))
+    ]
+    _, key = signup(a, "after")
+    for load in loads:
+        load.__enter__()
+    try:
+        time.sleep(1.5)
+        without_primary = lose_primary()
+        time.sleep(3)  # and the instances find the new primary
+    finally:
+        for load in loads:
+            load.__exit__(None, None, None)
+    counts = classes([answer for load in loads for answer in load.run.answers])
+
+    # After the failover the instances use the promoted replica: cached across them again.
+    first = fresh(a, "GET", "/api/v1/ai/generate?prompt=after", key=key)
+    second = fresh(b, "GET", "/api/v1/ai/generate?prompt=after", key=key)
+    assert (first[1]["X-Cache"], second[1]["X-Cache"]) == ("MISS", "HIT")
+    return counts, without_primary

@@ -344,11 +344,13 @@ class RedisSentinel:
 
 
 class RedisClusterNodes:
-    """A Redis Cluster of `size` primaries (no replicas) on free ports, created with redis-cli."""
+    """A Redis Cluster of `size` primaries with `replicas` replicas each on free ports, created with
+    redis-cli; a node is judged down after `node_timeout_ms` without an answer."""
 
-    def __init__(self, size: int = 3) -> None:
+    def __init__(self, size: int = 3, replicas: int = 0, node_timeout_ms: int = 15_000) -> None:
         if not shutil.which("redis-cli"):
             unavailable("redis-cli is not installed")
+        self.replicas = replicas
         # The bus port is named: by default it is the port + 10,000, past 65,535 for a high free port.
         self.nodes = [
             RedisServer(
@@ -358,8 +360,12 @@ class RedisClusterNodes:
                 "nodes.conf",
                 "--cluster-port",
                 str(free_port()),
+                "--cluster-node-timeout",
+                str(node_timeout_ms),
+                "--repl-diskless-sync-delay",
+                "0",  # a replica syncs at once
             )
-            for _ in range(size)
+            for _ in range(size * (1 + replicas))
         ]
         self.url = "redis+cluster://" + ",".join(f"127.0.0.1:{node.port}" for node in self.nodes)
 
@@ -370,7 +376,8 @@ class RedisClusterNodes:
             node.start()
         addresses = [f"127.0.0.1:{node.port}" for node in self.nodes]
         subprocess.run(
-            ["redis-cli", "--cluster", "create", *addresses, "--cluster-replicas", "0", "--cluster-yes"],
+            ["redis-cli", "--cluster", "create", *addresses]
+            + ["--cluster-replicas", str(self.replicas), "--cluster-yes"],
             check=True,
             capture_output=True,
             timeout=60,
@@ -383,6 +390,37 @@ class RedisClusterNodes:
                         raise TimeoutError("the cluster never reached cluster_state:ok")
                     time.sleep(0.1)
         return self
+
+    def role(self, node: RedisServer) -> str:
+        """`master` or `slave`, as the node says of itself (and whether its replication link is up)."""
+        import redis
+
+        with redis.Redis(port=node.port, socket_timeout=1) as client:
+            role = client.execute_command("ROLE")
+            if role[0] == b"slave":
+                return "slave" if role[3] == b"connected" else "slave-syncing"
+            return role[0].decode()
+
+    def replica_of(self, primary: RedisServer) -> RedisServer:
+        """The node replicating `primary`."""
+        import redis
+
+        for node in self.nodes:
+            with redis.Redis(port=node.port, socket_timeout=1) as client:
+                role = client.execute_command("ROLE")
+            if role[0] == b"slave" and int(role[2]) == primary.port:
+                return node
+        raise LookupError(f"no replica of the node on port {primary.port}")
+
+    def healthy(self, nodes: list[RedisServer]) -> bool:
+        """Every one of `nodes` says the cluster is ok (all slots served)."""
+        import redis
+
+        for node in nodes:
+            with redis.Redis(port=node.port, socket_timeout=1) as client:
+                if client.cluster("info")["cluster_state"] != "ok":
+                    return False
+        return True
 
     def key_counts(self) -> list[int]:
         """How many keys each node holds."""
