@@ -49,7 +49,8 @@ def test_bounds_are_written_as_people_write_numbers(client):
 
 
 @pytest.mark.parametrize(
-    "body, kind", [("[1, 2]", "an array"), ('"text"', "a single value"), ("3", "a single value")]
+    "body, kind",
+    [("[1, 2]", "an array"), ('"text"', "a single value"), ("3", "a single value"), (" null ", "null")],
 )
 def test_a_body_that_is_not_an_object_blames_no_field(client, body, kind):
     response = client.post("/api/v1/users", data=body, content_type="application/json")

@@ -87,7 +87,8 @@ class ServiceResponse(Response):
 
 
 class ServiceFlask(Flask):
-    """Flask, with each hook's sync/async check made once instead of on every request."""
+    """Flask, with each hook's sync/async check made once instead of on every request, and OPTIONS
+    answered without a body."""
 
     json_provider_class = ServiceJSONProvider
     response_class = ServiceResponse
@@ -95,6 +96,13 @@ class ServiceFlask(Flask):
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self._sync: dict[Callable[..., Any], Callable[..., Any]] = {}
+
+    def make_default_options_response(self) -> Response:
+        # Flask answers OPTIONS with an empty 200 labelled text/html: the same Allow, as 204 No Content.
+        response = super().make_default_options_response()
+        response.status_code = 204
+        del response.headers["Content-Type"]
+        return response
 
     def ensure_sync(self, func: Callable[..., Any]) -> Callable[..., Any]:
         # Flask asks inspect.iscoroutinefunction for every hook and view on every request.

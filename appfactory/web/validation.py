@@ -21,9 +21,12 @@ def json_object() -> dict[str, Any]:
     if not request.is_json:
         raise ApiError(415, "Send the body as JSON with Content-Type: application/json.")
     body = request.get_json(silent=True)
-    if body is None:
-        if not request.get_data(cache=True):
+    if body is None:  # invalid JSON, no body, or a JSON null
+        data = request.get_data(cache=True)
+        if not data:
             raise ApiError(400, "The request body is empty; send a JSON object.")
+        if data.strip() == b"null":
+            raise ApiError(422, "The request body must be a JSON object, not null.")
         raise ApiError(400, "The request body is not valid JSON.")
     if not isinstance(body, dict):
         kind = "an array" if isinstance(body, list) else "a single value"

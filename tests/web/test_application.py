@@ -65,6 +65,13 @@ def test_the_service_answers_with_it(app):
     assert app.test_client().get("/health/live").headers["Content-Length"] == "19"
 
 
+def test_options_is_answered_without_a_body(app):
+    response = app.test_client().options("/api/v1/templates")
+    assert (response.status_code, response.data) == (204, b"")
+    assert "Content-Type" not in response.headers
+    assert {"GET", "POST"} <= set(response.headers["Allow"].split(", "))
+
+
 @dataclasses.dataclass
 class _Point:
     x: int
