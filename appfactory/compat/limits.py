@@ -81,12 +81,10 @@ def window_of(limit: int, expiry: int, counts: tuple[int, float, int, float]) ->
     return Window(limit, max(0, limit - math.floor(weighted)), time.time() + reset_in, expiry)
 
 
-class RedisWindows(RedisStorage):
-    """limits' Redis storage with an acquire that also returns the window and reads more keys."""
+class _WindowAcquire:
+    """The one-call acquire, on a limits Redis storage whose `acquire_and_read` runs the script."""
 
-    def initialize_storage(self, uri: str) -> None:
-        super().initialize_storage(uri)
-        self.acquire_and_read = compat_redis.script(self.get_connection(), ACQUIRE_AND_READ)
+    acquire_and_read: Any
 
     def acquire_window(
         self, key: str, limit: int, expiry: int, amount: int, reads: list[str] | tuple[str, ...] = ()
@@ -104,9 +102,26 @@ class RedisWindows(RedisStorage):
         return bool(acquired), counts, [value or None for value in values or ()]
 
 
+class RedisWindows(_WindowAcquire, RedisStorage):
+    """limits' Redis storage with an acquire that also returns the window and reads more keys."""
+
+    def initialize_storage(self, uri: str) -> None:
+        super().initialize_storage(uri)
+        self.acquire_and_read = compat_redis.script(self.get_connection(), ACQUIRE_AND_READ)
+
+
+class RedisClusterWindows(_WindowAcquire, RedisClusterStorage):
+    """limits' Cluster storage with the same acquire, returning the window; it reads no other key,
+    since one script may touch one hash slot (the window's two keys share one: limits tags them)."""
+
+    def initialize_storage(self, uri: str) -> None:
+        super().initialize_storage(uri)
+        self.acquire_and_read = self.get_connection().register_script(ACQUIRE_AND_READ)
+
+
 def redis_storage(uri: str, **options: Any) -> RedisStorage:
-    """limits' Redis storage: with the one-call acquire (`RedisWindows`) on the tested version; on
-    Redis Cluster, limits' own cluster storage (the public way: the script would cross hash slots)."""
+    """limits' Redis storage, with the one-call acquire on the tested version (`RedisWindows`, or on
+    Redis Cluster `RedisClusterWindows`); else limits' own."""
     if uri.startswith("redis+cluster:"):
-        return RedisClusterStorage(uri, **options)
+        return (RedisClusterWindows if FAST else RedisClusterStorage)(uri, **options)
     return (RedisWindows if FAST else RedisStorage)(uri, **options)

@@ -58,7 +58,8 @@ class LimitStorage(Storage, SlidingWindowCounterSupport):
         target = uri.split("+", 1)[1]
         self.redis = None
         # On Cluster one script may touch one hash slot only: the window's keys share one, a cache entry
-        # read along with them would not, so the hit goes through limits' own acquire, reading nothing.
+        # read along with them would not, so the hit reads nothing along there (it still returns the
+        # window for the headers).
         self.reads_along = not target.startswith("redis+cluster:")
         if not target.startswith("memory:"):
             self.redis = compat_limits.redis_storage(target, key_prefix=key_prefix, **options)
@@ -102,11 +103,11 @@ class LimitStorage(Storage, SlidingWindowCounterSupport):
     def _acquire_on_redis(
         self, key: str, limit: int, expiry: int, amount: int, in_request: bool
     ) -> tuple[bool, Window | None]:
-        if not compat_limits.FAST or not self.reads_along:
+        if not compat_limits.FAST:
             acquired = self.redis.acquire_sliding_window_entry(key, limit, expiry, amount)
             self._succeeded()
             return acquired, None
-        ahead = fastpath.wanted() if in_request else None
+        ahead = fastpath.wanted() if in_request and self.reads_along else None
         started = time.perf_counter()
         acquired, counts, values = self.redis.acquire_window(
             key, limit, expiry, amount, ahead.keys if ahead is not None else ()

@@ -5,12 +5,12 @@ from __future__ import annotations
 import time
 
 from limits import RateLimitItemPerMinute
-from limits.storage import RedisStorage
+from limits.storage import RedisClusterStorage, RedisStorage
 from limits.strategies import SlidingWindowCounterRateLimiter
 
-from appfactory.compat.limits import RedisWindows, window_of
+from appfactory.compat.limits import RedisClusterWindows, RedisWindows, window_of
 from tests.conftest import key_namespace
-from tests.support.services import REDIS_URL, require_redis
+from tests.support.services import REDIS_URL, RedisClusterNodes, require_redis
 
 
 def test_verdicts_counts_and_windows_match_limits_own(monkeypatch):
@@ -34,6 +34,22 @@ def test_verdicts_counts_and_windows_match_limits_own(monkeypatch):
         gap = window.reset_at - stats.reset_time
         assert abs(gap) < 1.0 or abs(gap - 60) < 1.0, gap
     fast.storage.delete(*fast.storage.keys(f"{prefix}:*"))
+
+
+def test_on_a_cluster_the_one_call_acquire_counts_as_limits_cluster_storage():
+    nodes = RedisClusterNodes(3).start()
+    try:
+        fast = RedisClusterWindows(nodes.url, key_prefix="fast")  # limits' scheme is the service's
+        public = RedisClusterStorage(nodes.url, key_prefix="public")
+        for client in ("a", "b", "c"):  # clients whose windows land in different slots
+            for _ in range(7):
+                acquired, counts, read = fast.acquire_window(client, 5, 60, 1)
+                assert acquired == public.acquire_sliding_window_entry(client, 5, 60, 1)
+                assert read == []
+                assert counts[0::2] == public.get_sliding_window(client, 60)[0::2]
+        assert sum(count > 0 for count in nodes.key_counts()) >= 2  # the windows are spread
+    finally:
+        nodes.close()
 
 
 def test_it_reads_the_key_it_is_given_in_the_same_call():
