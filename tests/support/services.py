@@ -27,11 +27,19 @@ def unavailable(reason: str) -> None:
     pytest.skip(reason)
 
 
+_HANDED_OUT: set[int] = set()
+
+
 def free_port() -> int:
-    """A TCP port nothing listens on right now."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
+    """A TCP port nothing listens on right now, and not handed out before in this process: servers
+    given several ports before any of them starts (a cluster's nodes and buses) never share one."""
+    while True:
+        with socket.socket() as sock:
+            sock.bind(("127.0.0.1", 0))
+            port = sock.getsockname()[1]
+        if port not in _HANDED_OUT:
+            _HANDED_OUT.add(port)
+            return port
 
 
 def wait_for_port(port: int, timeout: float = 10.0) -> None:
@@ -137,8 +145,14 @@ class RedisServer:
             self.dir,
             *self.extra,
         ]
-        self.process = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        wait_for_port(self.port)
+        log = Path(self.dir, "redis.log")
+        with log.open("wb") as output:
+            self.process = subprocess.Popen(args, stdout=output, stderr=subprocess.STDOUT)
+        try:
+            wait_for_port(self.port)
+        except TimeoutError as exc:
+            said = log.read_text(errors="replace")[-2000:]
+            raise TimeoutError(f"{exc}; redis-server exited with {self.process.poll()}:\n{said}") from None
         return self
 
     def stop(self) -> None:
