@@ -79,5 +79,6 @@ def _delete(prefix: str | None, pattern: str) -> int:
     with _answering():
         if not isinstance(store, RedisStore) or store.index_of(prefix, pattern) is not None:
             return store.delete(prefix, pattern)
-        with click.progressbar(length=max(1, store.client.dbsize()), label="scanning Redis") as bar:
+        keys = sum(keyspace.dbsize() for keyspace in store.keyspaces())
+        with click.progressbar(length=max(1, keys), label="scanning Redis") as bar:
             return store.delete(prefix, pattern, scanned=bar.update)

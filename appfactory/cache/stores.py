@@ -237,24 +237,23 @@ class RedisStore:
             self.client.zrem(index, *members)  # not DEL: an entry noted meanwhile stays listed
         return deleted
 
+    def keyspaces(self) -> list[redis.Redis]:
+        """A client per keyspace a SCAN walks: this one, or on Cluster each primary's."""
+        if isinstance(self.client, redis.Redis):
+            return [self.client]
+        return [self.client.get_redis_connection(node) for node in self.client.get_primaries()]
+
     def _scan_delete(self, prefix: str | None, pattern: str, scanned: Callable[[int], None] | None) -> int:
         match = self._match(prefix, pattern)
-        if scanned is not None and isinstance(self.client, redis.Redis):  # one keyspace, one cursor
-            deleted, cursor = 0, None
+        deleted = 0
+        for keyspace in self.keyspaces():  # one cursor each
+            cursor = None
             while cursor != 0:
-                cursor, found = self.client.scan(cursor or 0, match=match, count=SCAN_BATCH)
-                if found:
+                cursor, found = keyspace.scan(cursor or 0, match=match, count=SCAN_BATCH)
+                if found:  # through the client: on Cluster it splits the keys by hash slot
                     deleted += self.client.unlink(*found)
-                scanned(SCAN_BATCH)  # COUNT is what Redis looks at per call, give or take
-            return deleted
-        deleted, batch = 0, []
-        for full in self.client.scan_iter(match, count=SCAN_BATCH):
-            batch.append(full)
-            if len(batch) >= SCAN_BATCH:
-                deleted += self.client.unlink(*batch)
-                batch = []
-        if batch:
-            deleted += self.client.unlink(*batch)
+                if scanned is not None:
+                    scanned(SCAN_BATCH)  # COUNT is what Redis looks at per call, give or take
         return deleted
 
     def _match(self, prefix: str | None, pattern: str) -> str:

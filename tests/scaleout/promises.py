@@ -84,15 +84,7 @@ def cli_works(env: dict[str, str], url: str) -> None:
     assert fresh(url, "GET", "/api/v1/ai/generate?prompt=cli", key=key)[0] == 200
     key_id = key.split("_")[1]
     for args in (["cache", "stats"], ["cache", "invalidate", "templates"], ["keys", "revoke", key_id]):
-        run = subprocess.run(
-            [sys.executable, "-m", "flask", "--app", "wsgi", *args],
-            cwd=ROOT,
-            env={**os.environ, **env},
-            capture_output=True,
-            text=True,
-            timeout=60,
-        )
-        assert run.returncode == 0, run.stderr
+        flask_command(env, *args)
     assert fresh(url, "GET", "/api/v1/ai/generate?prompt=cli", key=key)[0] == 401
 
 
@@ -140,3 +132,17 @@ def failover_under_load(a: str, b: str, lose_primary: Callable[[], float]) -> tu
     second = fresh(b, "GET", "/api/v1/ai/generate?prompt=after", key=key)
     assert (first[1]["X-Cache"], second[1]["X-Cache"]) == ("MISS", "HIT")
     return counts, without_primary
+
+
+def flask_command(env: dict[str, str], *args: str) -> str:
+    """`flask <args>` with the instances' settings; what it printed."""
+    run = subprocess.run(
+        [sys.executable, "-m", "flask", "--app", "wsgi", *args],
+        cwd=ROOT,
+        env={**os.environ, **env},
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert run.returncode == 0, run.stderr
+    return run.stdout

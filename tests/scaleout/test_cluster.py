@@ -4,11 +4,14 @@ lost under load costs no 5xx while its replica takes over."""
 
 from __future__ import annotations
 
+import re
+
 import pytest
 
 from tests.scaleout.promises import (
     cli_works,
     failover_under_load,
+    flask_command,
     hold_across,
     instance_env,
     signup,
@@ -47,6 +50,11 @@ def test_two_instances_on_a_three_node_cluster(cluster, database):
         for page in pages:
             status, headers, body = fresh(b.url, "GET", page)
             assert (status, headers["X-Cache"], body["total"]) == (200, "MISS", 2), page
+
+        # `flask cache clear` scans every primary behind its progress bar: the pages are gone.
+        cleared = flask_command(env, "cache", "clear")
+        assert "scanning Redis" in cleared and re.search(r"deleted [1-9]\d* entries", cleared), cleared
+        assert fresh(b.url, "GET", pages[0])[1]["X-Cache"] == "MISS"
     counts = cluster.key_counts()
     assert sum(count > 0 for count in counts) >= 2, counts  # the keys really are spread over nodes
 
