@@ -17,6 +17,7 @@ from pydantic import BaseModel
 
 from appfactory.contract.validation import contract
 from appfactory.serving import REQUEST_LINE_BYTES
+from appfactory.web.routing import MAX_ID
 
 _ERROR = {"application/json": {"schema": {"$ref": "#/components/schemas/ErrorEnvelope"}}}
 _STRING, _INTEGER = {"type": "string"}, {"type": "integer"}
@@ -102,7 +103,7 @@ _HEADERS = {**_EVERY, **_LIMITED, **_CACHED, **_RETRY, **_CHALLENGE, **_LOCATION
 _OWN_PACKAGES = ("appfactory.", "blueprints.")
 
 _CONVERTER = re.compile(r"<(?:[^:<>]+:)?([^<>]+)>")
-_ID = {"type": "integer", "minimum": 1, "maximum": 2**31 - 1}
+_ID = {"type": "integer", "minimum": 1, "maximum": MAX_ID}
 
 
 def openapi_document(app: Flask) -> dict[str, Any]:

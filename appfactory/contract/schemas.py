@@ -51,7 +51,7 @@ def storable(value: str) -> str:
 
 
 # Declared in the document too, so a client (or a fuzzer) knows NUL is refused.
-_NO_NUL = {"pattern": "^[^\\u0000]*$"}
+NO_NUL = {"pattern": "^[^\\u0000]*$"}
 
 
 def Text(max_length: int | None = None, *, min_length: int = 1, strip: bool = True) -> Any:  # noqa: N802
@@ -60,7 +60,7 @@ def Text(max_length: int | None = None, *, min_length: int = 1, strip: bool = Tr
         str,
         StringConstraints(strip_whitespace=strip, min_length=min_length, max_length=max_length),
         AfterValidator(storable),
-        Field(json_schema_extra=_NO_NUL),
+        Field(json_schema_extra=NO_NUL),
     ]
 
 

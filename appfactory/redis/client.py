@@ -18,6 +18,10 @@ from appfactory.resilience.breaker import Breaker
 REDIS_ERRORS = (redis.RedisError, OSError)
 
 
+SENTINEL_SCHEME = "redis+sentinel://"
+CLUSTER_SCHEME = "redis+cluster://"
+
+
 def client_options(config: dict[str, Any]) -> dict[str, Any]:
     """Timeouts every Redis client of the service shares: fail in milliseconds, not seconds."""
     timeout = config["REDIS_TIMEOUT_MS"] / 1000.0
@@ -38,10 +42,6 @@ def build_client(config: dict[str, Any]) -> redis.Redis:
     if url.startswith(CLUSTER_SCHEME):
         return cluster_client(url, client_options(config))
     return redis.Redis.from_url(url, **client_options(config))
-
-
-SENTINEL_SCHEME = "redis+sentinel://"
-CLUSTER_SCHEME = "redis+cluster://"
 
 
 def is_cluster(config: dict[str, Any]) -> bool:

@@ -8,6 +8,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from appfactory.contract import Body, Query, Text
 from appfactory.contract.schemas import absent_not_null
+from appfactory.web.routing import MAX_ID
 from blueprints.templates.schemas import Variable
 
 MAX_TOKENS = 4096
@@ -21,7 +22,7 @@ MaxTokens = Annotated[int, Field(ge=1, le=MAX_TOKENS, description="Most tokens t
 Temperature = Annotated[
     float, Field(ge=0, le=2, allow_inf_nan=False, description="Sampling temperature, 0 to 2.")
 ]
-TemplateId = Annotated[int, Field(ge=1, le=2**31 - 1)]
+TemplateId = Annotated[int, Field(ge=1, le=MAX_ID)]
 
 
 class Options(BaseModel):

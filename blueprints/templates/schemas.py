@@ -9,7 +9,8 @@ from pydantic import BaseModel, Field, PlainValidator, WithJsonSchema
 from pydantic_core import PydanticCustomError
 
 from appfactory.contract import Body, Changes, Query, Text
-from appfactory.contract.schemas import storable
+from appfactory.contract.schemas import NO_NUL, storable
+from appfactory.web.routing import MAX_ID
 
 MAX_NAME, MAX_BODY, MAX_DESCRIPTION = 100, 20_000, 500
 MAX_PAGE = 100
@@ -27,7 +28,7 @@ def _variable(value: Any) -> str | int | float:
 Variable = Annotated[
     str | int | float,
     PlainValidator(_variable),
-    WithJsonSchema({"anyOf": [{"type": "string", "pattern": "^[^\\u0000]*$"}, {"type": "number"}]}),
+    WithJsonSchema({"anyOf": [{"type": "string", **NO_NUL}, {"type": "number"}]}),
 ]
 Name = Text(MAX_NAME)
 TemplateText = Text(MAX_BODY, strip=False)
@@ -52,7 +53,7 @@ class TemplateChanges(Changes):
 
 class Page(Query):
     limit: Annotated[int, Field(ge=1, le=MAX_PAGE, description="Templates per page.")] = 20
-    offset: Annotated[int, Field(ge=0, le=2**31 - 1, description="Templates to skip.")] = 0
+    offset: Annotated[int, Field(ge=0, le=MAX_ID, description="Templates to skip.")] = 0
 
 
 class Variables(Body):
