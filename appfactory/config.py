@@ -212,6 +212,7 @@ VARS: tuple[Var, ...] = (
     Var("AI_BREAKER_FAILURES", 5, _integer(1), "failures in a row that open the model server's breaker"),
     Var("AI_BREAKER_COOLDOWN_S", 30.0, _number(0.1), "how long the open breaker answers at once"),
     Var("MAX_PROMPT_CHARS", 4000, _integer(1), "longest accepted prompt"),
+    Var("RENDER_MAX_CHARS", 100_000, _integer(1), "longest text a template render may answer"),
     Var("MAX_CONTENT_LENGTH", 1024 * 1024, _integer(1), "largest accepted request body, bytes"),
     Var("PORT", 8000, _integer(1, 65535), "gunicorn bind port"),
     Var("WEB_CONCURRENCY", None, _integer(1), "gunicorn workers; default: 1 without REDIS_URL"),

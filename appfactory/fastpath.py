@@ -28,6 +28,9 @@ from appfactory.web.errors import ApiError
 # Attribute a marked view carries: (entry_key, answer).
 _MARK = "fresh_hit"
 _SLOT = "read_ahead"  # the one name on g
+# The methods a marked view serves itself, after the key check. Never OPTIONS: identity lets it pass
+# without a key (a preflight carries none), and Flask answers it with Allow, not the view's body.
+_ANSWERED_METHODS = frozenset({"GET", "HEAD"})
 
 
 class ReadAhead:
@@ -79,6 +82,8 @@ def _request_read_ahead() -> ReadAhead:
 
 def plan() -> None:
     """Before-request hook, before the limiter's: note the entry a marked view will read."""
+    if request.method not in _ANSWERED_METHODS:
+        return
     view = current_app.view_functions.get(request.endpoint)  # type: ignore[arg-type]
     marked = getattr(view, _MARK, None)
     if marked is None:

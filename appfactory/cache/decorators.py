@@ -10,12 +10,21 @@ from typing import Any
 
 import orjson
 from flask import Response, current_app, has_request_context, request
+from pydantic import BaseModel
 
 from appfactory.cache.flow import NotCacheable, ResponseCache
 from appfactory.cache.outcomes import MISS, note_status
 
+
+def _key_part(value: Any) -> Any:
+    """What a key holds of a value JSON cannot: a parsed model's fields (defaults included), else repr."""
+    if isinstance(value, BaseModel):
+        return sorted(value.model_dump(mode="json").items())
+    return repr(value)
+
+
 # Built once: json.dumps with options builds a new encoder per call.
-_KEY_ENCODER = json.JSONEncoder(separators=(",", ":"), default=repr)
+_KEY_ENCODER = json.JSONEncoder(separators=(",", ":"), default=_key_part)
 
 
 def cache_view(
@@ -23,7 +32,10 @@ def cache_view(
 ) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
     """Cache a view's 2xx response under `key_prefix` for `ttl` seconds (or the config key it names).
 
-    The key is a SHA-256 of the view's arguments, the path and the sorted, decoded query string.
+    The key is a SHA-256 of the path and the view's arguments, its parsed query (`query`) by its
+    fields with the defaults filled in: never the raw query string, so `limit=020`, `limit=%32%30` and
+    no query at all are one entry, and a query the schema refuses never reaches the cache. A view
+    cached so reads its query only through its parsed arguments.
     `shared_only`: the response changes with writes, so it is cached only where every worker and
     instance reads and invalidates the same entry (Redis); without Redis the view runs every time.
     """
@@ -106,9 +118,9 @@ def _fetch(state: ResponseCache, prefix: str, key: str, ttl: int | str, compute:
 def _digest(args: tuple, kwargs: dict, with_request: bool) -> str:
     parts: list[Any] = [args, sorted(kwargs.items())]
     if with_request and has_request_context():
-        parts += [request.path, sorted(request.args.items(multi=True))]
+        parts.append(request.path)
     try:
-        payload = orjson.dumps(parts, default=repr)
+        payload = orjson.dumps(parts, default=_key_part)
     except TypeError:  # orjson.JSONEncodeError: integers beyond 64 bits, keys that are not strings
         payload = _KEY_ENCODER.encode(parts).encode()
     return hashlib.sha256(payload).hexdigest()

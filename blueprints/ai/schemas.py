@@ -9,7 +9,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from appfactory.contract import Body, Query, Text
 from appfactory.contract.schemas import absent_not_null
 from appfactory.web.routing import MAX_ID
-from blueprints.templates.schemas import Variable
+from blueprints.templates.schemas import VariableMap
 
 MAX_TOKENS = 4096
 DEFAULT_MAX_TOKENS = 256
@@ -58,7 +58,7 @@ class GenerateBody(Body, Options):
 
     prompt: Prompt = None
     template_id: TemplateId = None
-    variables: dict[str, Variable] = None
+    variables: VariableMap = None
 
 
 class Answer(BaseModel):

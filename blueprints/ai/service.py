@@ -89,10 +89,11 @@ def _complete(
 
 
 def prompt_from_template(template_id: int, variables: Mapping[str, Any]) -> str:
-    """Render a stored template into a prompt; 404 when it does not exist, 422 when too long."""
+    """Render a stored template into a prompt; 404 when it does not exist, 422 when too long (counted
+    before the text is built, blanks around it included) or empty."""
     template = template_store.get(template_id)
-    prompt = render(template["body"], variables).strip()
     limit = current_app.config["MAX_PROMPT_CHARS"]
-    if not prompt or len(prompt) > limit:
+    prompt = render(template["body"], variables, limit, field="prompt").strip()
+    if not prompt:
         raise ApiError(422, f"prompt: the rendered template must be 1 to {limit} characters", field="prompt")
     return prompt

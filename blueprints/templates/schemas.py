@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import math
 from typing import Annotated, Any
 
 from pydantic import BaseModel, Field, PlainValidator, WithJsonSchema
@@ -14,21 +13,42 @@ from appfactory.web.routing import MAX_ID
 
 MAX_NAME, MAX_BODY, MAX_DESCRIPTION = 100, 20_000, 500
 MAX_PAGE = 100
+# A variable's value: text no longer than a template's body, or a number in the signed 64-bit range;
+# a request names at most MAX_VARIABLES. What the filled text may reach is bounded by the config
+# (RENDER_MAX_CHARS, MAX_PROMPT_CHARS), checked before it is built (rendering.py).
+MAX_VARIABLE_CHARS, MAX_VARIABLES = MAX_BODY, 1_000
+LOWEST, HIGHEST = -(2**63), 2**63 - 1
 
 
 def _variable(value: Any) -> str | int | float:
-    """A placeholder's value: text, or a finite number (written into the text as it is)."""
+    """A placeholder's value: text, or a number within 64 bits (written into the text as it is)."""
     if isinstance(value, str):
+        if len(value) > MAX_VARIABLE_CHARS:
+            raise PydanticCustomError("variable", f"must be at most {MAX_VARIABLE_CHARS} characters")
         return storable(value)
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
-        raise PydanticCustomError("variable", "must be a string or a finite number")
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise PydanticCustomError("variable", "must be a string or a number")
+    # Compared, never converted: float() of a 309-digit integer overflows. NaN and infinities fail too.
+    if not LOWEST <= value <= HIGHEST:
+        raise PydanticCustomError("variable", f"must be a number from {LOWEST} to {HIGHEST}")
     return value
 
 
 Variable = Annotated[
     str | int | float,
     PlainValidator(_variable),
-    WithJsonSchema({"anyOf": [{"type": "string", **NO_NUL}, {"type": "number"}]}),
+    WithJsonSchema(
+        {
+            "anyOf": [
+                {"type": "string", "maxLength": MAX_VARIABLE_CHARS, **NO_NUL},
+                {"type": "number", "minimum": LOWEST, "maximum": HIGHEST},
+            ]
+        }
+    ),
+]
+VariableMap = Annotated[
+    dict[str, Variable],
+    Field(max_length=MAX_VARIABLES, description="Each placeholder's value, by name."),
 ]
 Name = Text(MAX_NAME)
 TemplateText = Text(MAX_BODY, strip=False)
@@ -57,7 +77,7 @@ class Page(Query):
 
 
 class Variables(Body):
-    variables: dict[str, Variable] = Field(default_factory=dict)
+    variables: VariableMap = Field(default_factory=dict)
 
 
 class Template(BaseModel):
@@ -80,4 +100,4 @@ class TemplatePage(BaseModel):
 
 class Rendered(BaseModel):
     template_id: int
-    text: str
+    text: str = Field(description="At most RENDER_MAX_CHARS characters (422 beyond, before it is built).")

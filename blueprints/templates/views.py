@@ -2,7 +2,7 @@
 
 from typing import Any
 
-from flask import url_for
+from flask import current_app, url_for
 
 from appfactory.cache import cache_view, invalidate_cache
 from appfactory.contract import NoQuery, answers, contract
@@ -94,6 +94,8 @@ def remove(template_id: int, query: NoQuery) -> tuple[str, int]:
 @bp.post("/<id:template_id>/render")
 @contract.validate(resp=answers(200, Rendered, 404), tags=_TAGS)
 def render_template(template_id: int, query: NoQuery, json: Variables) -> dict:
-    """The template's text with its placeholders filled; 422 naming any missing variable."""
+    """The template's text with its placeholders filled; 422 naming any missing variable, or when the
+    text would pass RENDER_MAX_CHARS."""
     template = store.get(template_id)
-    return {"template_id": template_id, "text": render(template["body"], json.variables)}
+    text = render(template["body"], json.variables, current_app.config["RENDER_MAX_CHARS"])
+    return {"template_id": template_id, "text": text}
