@@ -16,8 +16,6 @@ def create_app(overrides: Mapping[str, Any] | None = None) -> Flask:
     """Build a configured app; tests pass overrides instead of environment variables."""
     # Imported here, not at the top: gunicorn's master imports appfactory.config, and whatever this
     # package imports on load would sit in the master and in every worker forked from it.
-    from werkzeug.middleware.proxy_fix import ProxyFix
-
     from appfactory import config
     from appfactory.cli import register_cli
     from appfactory.extensions import init_extensions
@@ -26,6 +24,7 @@ def create_app(overrides: Mapping[str, Any] | None = None) -> Flask:
     from appfactory.web.application import ServiceFlask
     from appfactory.web.errors import register_error_handlers
     from appfactory.web.hooks import register_hooks
+    from appfactory.web.proxies import trust_proxies
     from appfactory.web.routing import register_converters
     from blueprints import register_blueprints
 
@@ -36,8 +35,7 @@ def create_app(overrides: Mapping[str, Any] | None = None) -> Flask:
     app.config.update(config.flask_config(settings, app.instance_path), VERSION=__version__)
     if settings["DATABASE_URL"] is None:  # the default SQLite file lives there (a read-only image has none)
         os.makedirs(app.instance_path, exist_ok=True)
-    if app.config["TRUSTED_PROXIES"]:
-        app.wsgi_app = ProxyFix(app.wsgi_app, x_for=app.config["TRUSTED_PROXIES"])
+    app.wsgi_app = trust_proxies(app.wsgi_app, app.config["TRUSTED_PROXIES"])
 
     register_converters(app)
     init_extensions(app)

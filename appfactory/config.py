@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ipaddress
 import os
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -151,6 +152,35 @@ def _origins(name: str, raw: Any) -> tuple[str, ...] | None:
     return origins
 
 
+_NETWORKS_FORM = "comma-separated addresses or CIDR networks (10.0.0.0/8,192.168.1.5)"
+
+
+def _networks(name: str, raw: Any) -> tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...]:
+    parts = raw if isinstance(raw, (list, tuple)) else str(raw).split(",")
+    try:
+        networks = tuple(ipaddress.ip_network(str(part).strip(), strict=False) for part in parts)
+    except ValueError:
+        networks = ()
+    if not networks:
+        raise ConfigError(f"{name} must be {_NETWORKS_FORM}, got {raw!r}")
+    return networks
+
+
+def _proxies(name: str, raw: Any) -> int | tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...]:
+    """A hop count (werkzeug's ProxyFix) or the proxies' own networks."""
+    if isinstance(raw, int) or str(raw).strip().isdigit():
+        return _integer(0, 10)(name, raw)
+    try:
+        return _networks(name, raw)
+    except ConfigError:
+        form = f"a hop count from 0 to 10 or {_NETWORKS_FORM}"
+        raise ConfigError(f"{name} must be {form}, got {raw!r}") from None
+
+
+# Loopback and the private ranges: probes, a cluster's Prometheus and a local shell, not the internet.
+OPS_NETWORKS = "10.0.0.0/8,172.16.0.0/12,192.168.0.0/16,127.0.0.0/8,::1/128,fc00::/7"
+
+
 def _log_level(name: str, raw: Any) -> str:
     return _choice("debug", "info", "warning", "error", "critical")(name, raw).upper()
 
@@ -195,7 +225,13 @@ VARS: tuple[Var, ...] = (
     Var("AI_MODELS", None, _names, "models clients may ask for; default: the configured model alone"),
     Var("AI_CACHE_SCOPE", "shared", _choice("shared", "user"), "shared: one answer for everyone"),
     Var("CORS_ORIGINS", None, _origins, "origins allowed to call from a browser; unset: CORS off"),
-    Var("TRUSTED_PROXIES", 0, _integer(0, 10), "X-Forwarded-For hops to trust"),
+    Var("TRUSTED_PROXIES", 0, _proxies, "X-Forwarded-For hops to trust, or the proxies' networks"),
+    Var(
+        "OPS_ALLOW_NETWORKS",
+        _networks("OPS_ALLOW_NETWORKS", OPS_NETWORKS),
+        _networks,
+        "client networks that may read /health and /metrics",
+    ),
     Var("LOG_LEVEL", "INFO", _log_level, "DEBUG, INFO, WARNING, ERROR or CRITICAL"),
     Var("LOG_FORMAT", "json", _choice("json", "text"), "json or text"),
     Var("SLOW_REQUEST_MS", 1000, _number(0), "slow-request warning threshold"),

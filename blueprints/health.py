@@ -1,4 +1,4 @@
-"""Health endpoints for people and orchestrators; never rate limited, never cached."""
+"""Health endpoints for operators and orchestrators; never rate limited, never cached."""
 
 from __future__ import annotations
 
@@ -13,6 +13,7 @@ from appfactory import ratelimit
 from appfactory.contract import contract
 from appfactory.db.engine import BEHIND, CURRENT, DOWN
 from appfactory.extensions import db, limiter, redis_client
+from appfactory.web.operators import REFUSED, operators_only
 
 bp = Blueprint("health", __name__)
 limiter.exempt(bp)
@@ -72,9 +73,13 @@ _TAGS = ["health"]
 
 
 @bp.get("/health")
-@contract.validate(resp=Response(HTTP_200=Report, HTTP_503=Report), tags=_TAGS)
+@operators_only  # what it reports is for operators, and each call queries the database
+@contract.validate(resp=Response(HTTP_200=Report, HTTP_503=Report, HTTP_403=REFUSED), tags=_TAGS)
 def health() -> tuple[dict, int]:
-    """The service and what it runs on; 503 while the database does not answer (or lacks tables)."""
+    """The service and what it runs on; 503 while the database does not answer (or lacks tables).
+
+    Answered to clients in OPS_ALLOW_NETWORKS only (403 to others); /health/live and /health/ready
+    answer everyone."""
     return _report()
 
 

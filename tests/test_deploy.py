@@ -10,6 +10,8 @@ from pathlib import Path
 
 import yaml
 
+from appfactory import config
+
 ROOT = Path(__file__).resolve().parents[1]
 MANIFESTS = sorted((ROOT / "deploy").glob("*.yaml"))
 
@@ -58,6 +60,15 @@ def test_the_deployment_probes_the_health_endpoints_and_outlasts_gunicorns_shutd
     assert pod["terminationGracePeriodSeconds"] > graceful + pause
     sources = {next(iter(ref.values()))["name"] for ref in container["envFrom"]}
     assert sources == {"aigen"}  # the ConfigMap and the Secret
+
+
+def test_the_configmap_is_valid_and_trusts_no_proxy():
+    data = yaml.safe_load((ROOT / "deploy" / "configmap.yaml").read_text())["data"]
+    settings = config.load(data)  # every value one the service starts with
+    # A hop count believes X-Forwarded-For from any peer: budgets and log addresses would be the caller's
+    # choice. Behind an ingress, operators list its network (the comment above the value says how).
+    assert settings["TRUSTED_PROXIES"] == 0
+    assert settings["OPS_ALLOW_NETWORKS"] == config.load({})["OPS_ALLOW_NETWORKS"]
 
 
 def _gunicorn_setting(name: str) -> int:

@@ -7,6 +7,7 @@ import logging
 import logging.config
 import math
 import os
+import re
 import select
 import sys
 import time
@@ -94,6 +95,17 @@ _ENCODER = JsonEncoder(allow_nan=False)
 _FLAT = frozenset({str, int, bool, type(None)})
 
 
+# What orjson writes raw (valid JSON) that the json module escapes: DEL, the C1 controls (NEL among
+# them) and U+2028/U+2029, at which str.splitlines() and some log readers break a line.
+_RAW_BREAKS = re.compile("[\x7f-\x9f\u2028\u2029]")
+
+
+def _escape_raw_breaks(line: str) -> str:
+    if line.isascii() and "\x7f" not in line:  # nearly every line: two scans in C, no regex
+        return line
+    return _RAW_BREAKS.sub(lambda found: f"\\u{ord(found.group()):04x}", line)
+
+
 def _encode(data: Any, **_library_options: Any) -> str:
     # A flat line (every request line) through orjson, ~10× faster; anything nested, NaN (orjson would
     # write null, the fallback below writes "nan") and what orjson refuses through the json module.
@@ -102,7 +114,7 @@ def _encode(data: Any, **_library_options: Any) -> str:
         if kind not in _FLAT and (kind is not float or not math.isfinite(value)):
             return _ENCODER.encode(data)
     try:
-        return orjson.dumps(data).decode()
+        return _escape_raw_breaks(orjson.dumps(data).decode())
     except TypeError:  # orjson.JSONEncodeError: integers beyond 64 bits, lone surrogates
         return _ENCODER.encode(data)
 
@@ -126,8 +138,43 @@ class JsonFormatter(_UtcTime, _LibraryJsonFormatter):
             return super().jsonify_log_record(_readable(log_data))
 
 
+# Control characters (C0, DEL, C1: CR, VT, NEL, ESC...) and Unicode's line and paragraph separators: raw,
+# they would end a text line early or rewrite a terminal, so a request's path could forge log lines.
+_CONTROLS = re.compile("[\x00-\x1f\x7f-\x9f\u2028\u2029]")
+_SHORT_ESCAPES = {"\n": "\\n", "\r": "\\r", "\t": "\\t"}
+
+
+def _escape_control(found: re.Match[str]) -> str:
+    char = found.group()
+    code = ord(char)
+    return _SHORT_ESCAPES.get(char) or (f"\\x{code:02x}" if code < 0x100 else f"\\u{code:04x}")
+
+
+def escape_controls(text: str) -> str:
+    """`text` on one line: control characters and line separators as \\r, \\x1b, \\u2028."""
+    if text.isascii() and text.isprintable():  # nearly every line: one scan in C, no regex
+        return text
+    return _CONTROLS.sub(_escape_control, text)
+
+
+def _continuation(text: str) -> str:
+    """A traceback below a text line: each of its lines escaped and indented, so none of them (an
+    exception's message included) can pass for a line of its own."""
+    return "\n".join("  " + escape_controls(line) for line in text.split("\n"))
+
+
 class TextFormatter(_UtcTime, logging.Formatter):
-    """One line for humans: the message followed by its fields as key=value."""
+    """One line for humans: the message followed by its fields as key=value; a traceback below it,
+    indented. Nothing a client sends can start a line."""
+
+    def formatMessage(self, record: logging.LogRecord) -> str:
+        return escape_controls(super().formatMessage(record))
+
+    def formatException(self, ei: Any) -> str:
+        return _continuation(super().formatException(ei))
+
+    def formatStack(self, stack_info: str) -> str:
+        return _continuation(super().formatStack(stack_info))
 
     def format(self, record: logging.LogRecord) -> str:
         if record.__dict__.get("request_id") is None:
@@ -140,19 +187,19 @@ class TextFormatter(_UtcTime, logging.Formatter):
         trace = ""
         if isinstance(error, dict) and "traceback" in error:
             fields["error"] = f"{error.get('type')}: {error.get('message')}"
-            trace = "\n" + str(error["traceback"]).rstrip()
+            trace = "\n" + _continuation(str(error["traceback"]).rstrip())
         pairs = " ".join(f"{_output_key(k)}={_text_value(v)}" for k, v in fields.items())
         head, newline, rest = line.partition("\n")  # keep exc_info's traceback below the fields
         return f"{head} {pairs}{newline}{rest}{trace}"
 
 
 def _text_value(value: Any) -> str:
-    if isinstance(value, str) and value and " " not in value and "\n" not in value:
+    if isinstance(value, str) and value and " " not in value and value.isprintable():
         return value
-    try:
-        return json.dumps(_readable(value))
+    try:  # quoted, with every control and non-ASCII character as a JSON escape (DEL aside)
+        return escape_controls(json.dumps(_readable(value)))
     except (TypeError, ValueError):
-        return _repr(value)
+        return escape_controls(_repr(value))
 
 
 class StdoutHandler(logging.StreamHandler):

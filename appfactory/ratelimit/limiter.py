@@ -18,6 +18,7 @@ from appfactory.compat.flask_limiter import limiter_base
 from appfactory.identity.context import current_key_id
 from appfactory.ratelimit.headers import breach_message, policy_of, write_headers
 from appfactory.redis.client import client_options, cluster_options, is_cluster
+from appfactory.web.addresses import budget_key
 
 # Blueprints that get a budget of their own instead of the default one: name -> config key.
 POLICIES = {"ai": "RATE_LIMIT_AI_PER_MINUTE"}
@@ -29,11 +30,12 @@ limited_total = Counter(
 
 
 def client_key() -> str:
-    """The API key the request presented (unless refused), else the client address after ProxyFix."""
+    """The API key the request presented (unless refused), else the client's address (an IPv6 one by
+    its /64), as TRUSTED_PROXIES resolved it."""
     key_id = current_key_id()
     if key_id is not None:
         return f"key:{key_id}"
-    return request.remote_addr or "unknown"
+    return budget_key(request.remote_addr)
 
 
 def count_failed_authentication() -> int | None:
@@ -42,7 +44,7 @@ def count_failed_authentication() -> int | None:
     if not limiter.enabled:
         return None
     item = RateLimitItemPerMinute(current_app.config["AUTH_FAILURES_PER_MINUTE"])
-    address = request.remote_addr or "unknown"
+    address = budget_key(request.remote_addr)
     if limiter.limiter.hit(item, "auth-failures", address):
         return None
     reset_at = limiter.limiter.get_window_stats(item, "auth-failures", address).reset_time

@@ -6,6 +6,7 @@ import json
 import logging
 import re
 import sys
+import urllib.parse
 from datetime import datetime
 
 import pytest
@@ -253,7 +254,58 @@ def test_text_format_for_humans(make_app, capsys):
     assert "INFO" in request_line and "[txt-1]" in request_line
     assert "method=GET path=/health/live status=200" in request_line
     assert "Operation failed user_id=3" in error_line and "ValueError: bad value" in error_line
-    assert traceback_lines[0].startswith("Traceback")
+    assert traceback_lines[0].startswith("  Traceback")  # indented: no traceback line passes for a record
+
+
+# What a client can put in a logged value (a percent-encoded path, a header): every character that ends a
+# line for str.splitlines() or a log reader, or rewrites a terminal.
+BREAKERS = "\r\x0b\x0c\x1b[2J\x1c\x85\u2028\u2029\x7f\x00"
+FORGED = "\n2026-01-01T00:00:00.000Z INFO    appfactory.access [-] request method=GET path=/forged"
+
+
+def _breaking_path(app) -> str:
+    @app.get("/<path:anything>")
+    def echo(anything):
+        return {"ok": True}
+
+    path = "/a" + BREAKERS + "b"
+    response = app.test_client().get(urllib.parse.quote(path))  # as a client sends it: %0D, %E2%80%A8
+    assert response.status_code == 200 and response.request.path == path
+    return path
+
+
+def test_text_lines_escape_control_characters_and_line_separators(make_app, capsys):
+    app = make_app(LOG_FORMAT="text")
+    path = _breaking_path(app)
+    api_logger.warning("client said " + BREAKERS + FORGED, value=BREAKERS)
+    try:
+        raise ValueError("bad" + FORGED)
+    except ValueError as exc:
+        api_logger.error("Operation failed", error=exc)
+    out = capsys.readouterr().out
+
+    request_line, said_line, error_line, *traceback_lines = out.splitlines()  # every separator splits
+    assert len(out.split("\n")) == len(out.splitlines()) + 1  # nothing but \n ended a line
+    assert f"path={json.dumps(path)} " in request_line  # quoted with JSON escapes: \r, \u001b, \u2028
+    assert json.loads(request_line.split("path=")[1].split(" status=")[0]) == path
+    assert "client said \\r\\x0b\\x0c\\x1b[2J\\x1c\\x85\\u2028\\u2029\\x7f\\x00\\n2026" in said_line
+    assert f"value={json.dumps(BREAKERS)}" in said_line
+    assert "Operation failed" in error_line
+    assert traceback_lines and all(line.startswith("  ") for line in traceback_lines)
+    assert not any(ISO_UTC.match(line) for line in traceback_lines)  # the forged record stays indented
+
+
+def test_json_lines_escape_line_separators_too(make_app, capsys):
+    app = make_app(LOG_FORMAT="json")
+    path = _breaking_path(app)
+    api_logger.info("client said " + BREAKERS + FORGED)
+    out = capsys.readouterr().out
+
+    assert all(line.isascii() and line.isprintable() for line in out.split("\n"))  # all escaped
+    assert out.count("\n") == len(out.splitlines()) == 2
+    request, said = [json.loads(line) for line in out.splitlines()]
+    assert request["path"] == path
+    assert said["message"] == "client said " + BREAKERS + FORGED
 
 
 def test_printed_lines_become_log_records(capsys):

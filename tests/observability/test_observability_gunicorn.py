@@ -6,6 +6,7 @@ import json
 import os
 import signal
 import time
+import urllib.parse
 import uuid
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -251,3 +252,22 @@ def test_recycled_workers_leave_one_archive_and_every_count_exact(tmp_path):
     assert len([name for name in files if name.startswith("counter_")]) <= 3, files  # 2 live + the archive
     assert "counter_archive.db" in files and "histogram_archive.db" in files
     assert len(files) <= 3 * 4, files  # counter, histogram, 2 live gauges: per live worker, plus archives
+
+
+def test_text_lines_escape_what_a_client_put_in_the_path(tmp_path):
+    # CR, VT, FF, ESC, FS, NEL, U+2028, U+2029, DEL: each ends a line for str.splitlines() or a log reader,
+    # or rewrites a terminal; the client percent-encodes them, the server logs them decoded. No space:
+    # a value with one was quoted already.
+    path = "/a\r\x0b\x0c\x1b[2J\x1c\x85\u2028\u2029\x7f2026-01-01T00:00:00.000Z|INFO|forged"
+    with Gunicorn(_env(tmp_path, LOG_FORMAT="text"), workers=1) as server:
+        response = requests.get(
+            server.url + urllib.parse.quote(path), headers={"Connection": "close"}, timeout=10
+        )
+        server.stop()
+        log = server.log()
+    assert response.status_code == 404
+    assert all(line.isprintable() for line in log.split("\n"))  # nothing raw but the line ends
+    [line] = [line for line in log.splitlines() if response.headers["X-Request-ID"] in line]
+    assert "appfactory.access" in line and " status=404 " in line
+    logged = line.split(" path=", 1)[1].split(" status=", 1)[0]
+    assert json.loads(logged) == path  # quoted, escaped: \r, \u001b, \u2028

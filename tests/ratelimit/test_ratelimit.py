@@ -165,6 +165,46 @@ def test_forwarded_for_counts_only_through_trusted_proxies(make_app):
     assert client.get("/api/v1/templates", headers=spoofed).status_code == 429
 
 
+def test_forwarded_for_counts_only_from_a_listed_proxy(make_app):
+    client = make_app(RATE_LIMIT_PER_MINUTE=1, TRUSTED_PROXIES="10.0.0.0/8").test_client()
+    forged = {"X-Forwarded-For": "198.51.100.1"}
+    assert client.get("/api/v1/templates", headers=forged).status_code == 200  # 127.0.0.1 is not listed
+    forged = {"X-Forwarded-For": "198.51.100.2"}
+    assert client.get("/api/v1/templates", headers=forged).status_code == 429
+
+    proxy = {"REMOTE_ADDR": "10.0.0.7"}
+    for client_address in ("198.51.100.1", "198.51.100.2"):
+        forwarded = {"X-Forwarded-For": f"203.0.113.9, {client_address}"}
+        assert client.get("/api/v1/templates", headers=forwarded, environ_base=proxy).status_code == 200
+    again = {"X-Forwarded-For": "203.0.113.10, 198.51.100.1"}
+    assert client.get("/api/v1/templates", headers=again, environ_base=proxy).status_code == 429
+
+
+def test_every_address_budget_counts_an_ipv6_64_as_one_client(make_app):
+    """The default budget, sign-ups and refused keys: a /64 holds 2^64 addresses, one subscriber's."""
+    app = make_app(RATE_LIMIT_PER_MINUTE=1, RATE_LIMIT_SIGNUPS_PER_MINUTE=1, AUTH_FAILURES_PER_MINUTE=1)
+    client = app.test_client()
+
+    def status(address: str, method: str = "GET", **kwargs) -> int:
+        path = "/api/v1/users" if method == "POST" else "/api/v1/templates"
+        return client.open(path, method=method, environ_base={"REMOTE_ADDR": address}, **kwargs).status_code
+
+    assert status("2001:db8:1:2::1") == 200
+    assert status("2001:db8:1:2:ffff:ffff:ffff:ffff") == 429  # the same /64
+    assert status("2001:db8:1:3::1") == 200  # the next /64
+    assert status("::ffff:203.0.113.5") == 200  # IPv4-mapped: the IPv4 client
+    assert status("203.0.113.5") == 429
+
+    signup = {"json": {"email": "a@example.com", "name": "A"}}
+    assert status("2001:db8:5::1", "POST", **signup) == 201
+    signup = {"json": {"email": "b@example.com", "name": "B"}}
+    assert status("2001:db8:5::2", "POST", **signup) == 429
+
+    wrong = {"headers": bearer(f"aig_1_{'y' * 43}")}
+    assert status("2001:db8:7::1", **wrong) == 401
+    assert status("2001:db8:7::2", **wrong) == 429
+
+
 def _limited_count() -> float:
     return REGISTRY.get_sample_value("aigen_ratelimit_limited_total", {"policy": "default"}) or 0.0
 
