@@ -95,6 +95,8 @@ def base_overrides(**extra) -> dict:
         "AI_LOCAL_LATENCY_MS": 0,
         "RATE_LIMIT_PER_MINUTE": 10_000,
         "RATE_LIMIT_SIGNUPS_PER_MINUTE": 10_000,
+        "RATE_LIMIT_SIGNUPS_PER_HOUR": 10_000,
+        "SIGNUPS_PER_DAY": 1_000_000,
         "WEB_CONCURRENCY": 1,  # one process: the in-memory rate limit share is the whole limit
         # Generation without a key, so cache and upstream tests need none; tests/identity/ tests
         # the default (a key required) by setting it back to None.

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
 from typing import Any
 
@@ -10,6 +11,8 @@ from flask import current_app
 from appfactory.identity.context import Caller, current_caller
 from appfactory.identity.hooks import unauthorized
 from appfactory.web.errors import ApiError
+
+SIGNUP_DISABLED = "Sign-up is closed: an administrator creates accounts."
 
 
 def requires_key(unless: str | None = None) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
@@ -23,6 +26,21 @@ def requires_key(unless: str | None = None) -> Callable[[Callable[..., Any]], Ca
         return view
 
     return mark
+
+
+def signup_gate(view: Callable[..., Any]) -> Callable[..., Any]:
+    """Sign-up's door: with SIGNUP_ENABLED false only admin keys create users, the others get 403
+    before the body is read or a budget spent (the CLI creates users too: `flask users create`)."""
+
+    @functools.wraps(view)
+    def gated(*args: Any, **kwargs: Any) -> Any:
+        if not current_app.config["SIGNUP_ENABLED"]:
+            caller = current_caller()
+            if caller is None or not caller.admin:
+                raise ApiError(403, SIGNUP_DISABLED, "signup_disabled")
+        return view(*args, **kwargs)
+
+    return gated
 
 
 def authorize(owner_id: int | None) -> Caller:

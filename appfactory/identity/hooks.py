@@ -8,7 +8,7 @@ from flask import Flask, current_app, request
 from appfactory.identity import tokens
 from appfactory.identity.context import REFUSED, current_credentials, set_credentials
 from appfactory.identity.verifier import KeyVerifier
-from appfactory.ratelimit.limiter import count_failed_authentication
+from appfactory.ratelimit.limiter import count_failed_authentication, failures_left
 from appfactory.web.errors import ApiError
 
 # Query parameters that would carry a key: refused, so a key never lands in a URL, a log or a cache.
@@ -99,4 +99,5 @@ def init_identity(app: Flask) -> None:
         state.client if state is not None else None,
         state.breaker if state is not None else None,
         app.config["CACHE_NAMESPACE"],
+        may_look_up=failures_left,  # a guesser past its budget is refused without a database read
     )

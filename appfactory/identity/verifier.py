@@ -7,6 +7,9 @@ and a remembered key under another version is read again. So verifying a remembe
 database round trip and no Redis round trip of its own, and a revocation reaches every worker and
 instance on its next request. Without Redis (one worker, but `flask keys revoke` runs in another
 process), and while Redis does not answer, every presented key is read from the database.
+
+A remembered key is read again after REMEMBER_S, or at its expiry when that comes first. No key is
+read while its address is past its failed-authentication budget (`may_look_up`): it is refused unread.
 """
 
 from __future__ import annotations
@@ -14,7 +17,8 @@ from __future__ import annotations
 import logging
 import secrets
 import time
-from datetime import timedelta
+from collections.abc import Callable
+from datetime import datetime, timedelta
 
 import redis
 
@@ -44,12 +48,28 @@ def refused() -> Credentials:
     return Credentials(REFUSED)
 
 
+def _forget_at(record: store.KeyRecord, now: datetime) -> float:
+    """When a remembered key is read again (monotonic clock): after REMEMBER_S, or at its expiry
+    when sooner, so memory never accepts an expired key."""
+    left = REMEMBER_S
+    if record.expires_at is not None:
+        left = min(left, (as_utc(record.expires_at) - now).total_seconds())
+    return time.monotonic() + left
+
+
 class KeyVerifier:
     """Per worker: verified keys by id, each with the revocation version it was read under."""
 
-    def __init__(self, client: redis.Redis | None, breaker: Breaker | None, namespace: str) -> None:
+    def __init__(
+        self,
+        client: redis.Redis | None,
+        breaker: Breaker | None,
+        namespace: str,
+        may_look_up: Callable[[], bool] = lambda: True,
+    ) -> None:
         self.client = client
         self.breaker = breaker
+        self.may_look_up = may_look_up  # False: the address is past its failures budget
         self.version_key = f"{namespace}:auth:version" if client is not None else None
         self._remembered: dict[int, tuple[store.KeyRecord, object, float]] = {}
         self._seen: object = UNKNOWN  # the last version a round trip read
@@ -61,14 +81,14 @@ class KeyVerifier:
         if presented is None:
             return refused()
         if self.version_key is None:
-            return self._from_database(presented, UNKNOWN)
+            return self._look_up(presented, UNKNOWN)
         fastpath.read_along(self.version_key)
         held = self._remembered.get(presented.key_id)
         if held is not None:
             record, version, until = held
             if time.monotonic() < until and tokens.same_hash(record.secret_hash, presented.secret_hash):
                 return Credentials(REMEMBERED, presented, record, version)
-        return self._from_database(presented, self._seen)
+        return self._look_up(presented, self._seen)
 
     def confirm(self, credentials: Credentials) -> None:
         """After the rate limiter: a remembered key still stands, or is read again."""
@@ -82,7 +102,7 @@ class KeyVerifier:
         version = value if read else self._read_version()
         self._note(version)
         if version is UNKNOWN or version != credentials.version:
-            fresh = self._from_database(credentials.presented, version)
+            fresh = self._look_up(credentials.presented, version)
             credentials.state, credentials.record = fresh.state, fresh.record
 
     def _note(self, version: object) -> None:
@@ -90,6 +110,12 @@ class KeyVerifier:
         if version is not UNKNOWN and version != self._seen:
             self._remembered.clear()
             self._seen = version
+
+    def _look_up(self, presented: tokens.Presented, version: object) -> Credentials:
+        """The key from the database, unless its address may not fail again: then refused unread."""
+        if not self.may_look_up():
+            return refused()
+        return self._from_database(presented, version)
 
     @timed("db")
     def _from_database(self, presented: tokens.Presented, version: object) -> Credentials:
@@ -107,7 +133,7 @@ class KeyVerifier:
         if version is not UNKNOWN:
             if len(self._remembered) >= MAX_REMEMBERED:
                 self._remembered.clear()
-            self._remembered[record.key_id] = (record, version, time.monotonic() + REMEMBER_S)
+            self._remembered[record.key_id] = (record, version, _forget_at(record, now))
         return Credentials(VERIFIED, presented, record)
 
     def _read_version(self) -> object:

@@ -10,7 +10,7 @@ from typing import Any
 
 from flask import Flask, Response, current_app, request
 from flask_limiter import Limit, RequestLimit
-from limits import RateLimitItemPerMinute
+from limits import RateLimitItem, RateLimitItemPerMinute
 from prometheus_client import Counter
 from redis import Redis
 
@@ -48,6 +48,21 @@ def count_failed_authentication() -> int | None:
     if limiter.limiter.hit(item, "auth-failures", address):
         return None
     reset_at = limiter.limiter.get_window_stats(item, "auth-failures", address).reset_time
+    return max(1, math.ceil(reset_at - time.time()))
+
+
+def failures_left() -> bool:
+    """Whether the address may still fail to authenticate, counting nothing: asked before a key is
+    looked up, so a guesser past its budget costs the database nothing."""
+    if not limiter.enabled:
+        return True
+    item = RateLimitItemPerMinute(current_app.config["AUTH_FAILURES_PER_MINUTE"])
+    return limiter.limiter.test(item, "auth-failures", budget_key(request.remote_addr))
+
+
+def retry_in(item: RateLimitItem, *identifiers: str) -> int:
+    """Whole seconds until the window of `item` for `identifiers` takes another hit."""
+    reset_at = limiter.limiter.get_window_stats(item, *identifiers).reset_time
     return max(1, math.ceil(reset_at - time.time()))
 
 

@@ -6,8 +6,14 @@ from flask import url_for
 
 from appfactory.cache import cache_call, invalidate_cache
 from appfactory.contract import NoQuery, answers, contract
-from appfactory.identity.access import announce_revocation, authorize, may_see_private, requires_key
-from appfactory.ratelimit import policy_limit
+from appfactory.identity.access import (
+    announce_revocation,
+    authorize,
+    may_see_private,
+    requires_key,
+    signup_gate,
+)
+from appfactory.ratelimit.signups import signup_limits, spend_signup_budget
 from blueprints.users import bp, store
 from blueprints.users.schemas import NewUser, NewUserWithKey, User, UserChanges
 
@@ -25,8 +31,9 @@ def _as_seen(user: dict[str, Any]) -> dict[str, Any]:
 
 
 @bp.post("")
-@contract.validate(resp=answers(201, NewUserWithKey, 409), tags=_TAGS)
-@policy_limit("RATE_LIMIT_SIGNUPS_PER_MINUTE", "signup")  # each new user is a new key: a tight budget
+@signup_gate  # closed: 403 before the body is read
+@contract.validate(resp=answers(201, NewUserWithKey, 403, 409), tags=_TAGS)
+@signup_limits  # each new user is a new key; the 409 for a taken email is behind them too
 def create(query: NoQuery, json: NewUser) -> tuple[dict, int, dict]:
     """Sign up: a new user and its first API key, shown this once."""
     user, api_key = store.create(json.model_dump())
@@ -57,6 +64,8 @@ def modify(user_id: int, query: NoQuery, json: UserChanges) -> tuple[dict, int, 
     """Change the caller's own record (admins: any)."""
     authorize(owner_id=user_id)
     fields = json.model_dump(exclude_unset=True)
+    if "email" in fields:  # a 409 here tells whether an address is registered, as sign-up's does
+        spend_signup_budget()
     if not fields:
         return store.get(user_id), 200, PRIVATE
     user = store.update(user_id, fields)

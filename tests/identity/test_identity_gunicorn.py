@@ -109,3 +109,20 @@ def test_anonymous_generation_is_401_by_default_and_200_when_opted_in(env):
         with Gunicorn({**env, "AI_ALLOW_ANONYMOUS": allowed}, workers=2) as server:
             answers = [fresh(server.url, "GET", GENERATE + "anonymous")[0] for _ in range(4)]
             assert answers == [status] * 4
+
+
+def test_sign_ups_are_bounded_per_address_and_in_total_across_workers(env):
+    env = {**env, "RATE_LIMIT_SIGNUPS_PER_HOUR": "4", "SIGNUPS_PER_DAY": "6", "TRUSTED_PROXIES": "1"}
+    with Gunicorn(env, workers=3) as server:
+        clear_of_minute_edge()
+
+        def sign_up(n: int, address: str) -> tuple[int, dict, dict]:
+            body = {"email": f"u{n}@example.com", "name": "U"}
+            return fresh(server.url, "POST", "/api/v1/users", body, headers={"X-Forwarded-For": address})
+
+        first = [sign_up(n, "203.0.113.1") for n in range(5)]  # fresh connections: any worker answers
+        assert [status for status, _, _ in first] == [201] * 4 + [429]
+        assert first[-1][1]["RateLimit-Policy"] == '"signup-hour";q=4;w=3600'
+        second = [sign_up(n, "203.0.113.2") for n in range(5, 8)]
+        assert [status for status, _, _ in second] == [201, 201, 429]  # the service's 6 a day
+        assert second[-1][1]["RateLimit-Policy"] == '"signup-total";q=6;w=86400'

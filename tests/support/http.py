@@ -8,13 +8,18 @@ from urllib.parse import urlsplit
 
 
 def fresh(
-    url: str, method: str, path: str, body: dict | None = None, key: str | None = None
+    url: str,
+    method: str,
+    path: str,
+    body: dict | None = None,
+    key: str | None = None,
+    headers: dict[str, str] | None = None,
 ) -> tuple[int, dict, dict]:
     """(status, headers, JSON body) of one request, sent with `key` as its Bearer key when given."""
     parts = urlsplit(url)
     conn = http.client.HTTPConnection(parts.hostname, parts.port, timeout=10)
     try:
-        headers = {"Connection": "close"}
+        headers = {"Connection": "close", **(headers or {})}
         if key is not None:
             headers["Authorization"] = f"Bearer {key}"
         payload = None

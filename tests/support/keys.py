@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import uuid
+from datetime import datetime
 
 from sqlalchemy import create_engine
 
@@ -11,7 +12,9 @@ from appfactory.db.models import users
 from appfactory.identity import store
 
 
-def issue_key(database_url: str, admin: bool = True, user_id: int | None = None) -> str:
+def issue_key(
+    database_url: str, admin: bool = True, user_id: int | None = None, expires_at: datetime | None = None
+) -> str:
     """A new key's token (for a new user unless `user_id` is given)."""
     engine = create_engine(sqlalchemy_url(database_url))
     try:
@@ -21,7 +24,7 @@ def issue_key(database_url: str, admin: bool = True, user_id: int | None = None)
                 user_id = conn.execute(
                     users.insert().values(email=email, name="key holder")
                 ).inserted_primary_key[0]
-            return store.issue(conn, user_id, admin=admin).token
+            return store.issue(conn, user_id, admin=admin, expires_at=expires_at).token
     finally:
         engine.dispose()
 
