@@ -3,13 +3,20 @@
 Every public module-level name here is read by gunicorn as a setting: helpers stay private.
 """
 
-import logging
 import os
-import shutil
-import signal
-import sys
-import tempfile
-import time
+
+from appfactory.serving.cooperative import make_cooperative
+
+# First of all: under gevent (the default) the standard library is patched before the service or its
+# libraries import socket, ssl or threading.
+make_cooperative(os.environ)
+
+import logging  # noqa: E402
+import shutil  # noqa: E402
+import signal  # noqa: E402
+import sys  # noqa: E402
+import tempfile  # noqa: E402
+import time  # noqa: E402
 
 # prometheus-client picks single- or multi-process mode when first imported (by the app), so the
 # directory the workers share is named before that; on_starting empties it.
@@ -78,13 +85,21 @@ class NoAccessLog(glogging.Logger):
 
 bind = f"0.0.0.0:{_settings['PORT']}"
 workers = _settings["WEB_CONCURRENCY"]
-# Upstream model calls are slow I/O: threads keep a worker serving while one call waits.
-worker_class = "appfactory.serving.worker.JsonErrorWorker"  # gthread, with JSON for gunicorn's own refusals
+# Model calls are slow I/O: under gevent each waits in a greenlet, so a worker holds hundreds of them
+# (docs/serving.md); gthread holds one per thread. Both answer gunicorn's own refusals in JSON.
+if _settings["GUNICORN_WORKER_CLASS"] == "gevent":
+    from appfactory.serving.cooperative import cooperative_worker
+
+    worker_class = cooperative_worker(_settings["REQUEST_HEADER_TIMEOUT_S"])
+    worker_connections = _settings["GUNICORN_WORKER_CONNECTIONS"]
+else:
+    worker_class = "appfactory.serving.threaded.ThreadedWorker"
+    threads = _settings["GUNICORN_THREADS"]
 limit_request_line = REQUEST_LINE_BYTES  # what bounds a GET's prompt
-threads = _settings["GUNICORN_THREADS"]
-# A worker must outlive the slowest upstream call it may legitimately wait for.
+# A worker must outlive the slowest upstream call it may legitimately wait for, and SIGTERM lets the
+# generations in flight finish.
 timeout = int(_settings["AI_TIMEOUT_S"]) + 15
-graceful_timeout = 30
+graceful_timeout = int(_settings["AI_TIMEOUT_S"]) + 5
 keepalive = 5
 # Recycling bounds a slow leak; a new worker costs ~0.4 s of CPU, so at this service's rate (thousands
 # of requests a second per worker) it happens every minute or so rather than every few seconds.

@@ -245,8 +245,18 @@ VARS: tuple[Var, ...] = (
     Var("AI_MODEL", None, _text, "model name sent upstream"),
     Var("AI_TIMEOUT_S", 30.0, _number(0.1), "upstream timeout"),
     Var("AI_LOCAL_LATENCY_MS", 200, _integer(0), "simulated latency of the local provider"),
-    Var("AI_MAX_CONCURRENCY", None, _integer(1), "model calls a worker holds at once; default: threads ÷ 2"),
-    Var("AI_QUEUE_WAIT_MS", 20, _integer(0), "how long a call beyond the bound waits for a slot"),
+    Var(
+        "AI_MAX_CONCURRENCY",
+        None,
+        _integer(1),
+        "model calls a worker holds at once; default: 256 (gevent), threads ÷ 2 (gthread)",
+    ),
+    Var(
+        "AI_QUEUE_WAIT_MS",
+        None,
+        _integer(0),
+        "how long a call beyond the bound waits for a slot; default: 5000 (gevent), 20 (gthread)",
+    ),
     Var("AI_RETRIES", 2, _integer(0, 10), "retries of a transient model server failure"),
     Var("AI_BREAKER_FAILURES", 5, _integer(1), "failures in a row that open the model server's breaker"),
     Var("AI_BREAKER_COOLDOWN_S", 30.0, _number(0.1), "how long the open breaker answers at once"),
@@ -255,7 +265,22 @@ VARS: tuple[Var, ...] = (
     Var("MAX_CONTENT_LENGTH", 1024 * 1024, _integer(1), "largest accepted request body, bytes"),
     Var("PORT", 8000, _integer(1, 65535), "gunicorn bind port"),
     Var("WEB_CONCURRENCY", None, _integer(1), "gunicorn workers; default: 1 without REDIS_URL"),
+    Var(
+        "GUNICORN_WORKER_CLASS",
+        "gevent",
+        _choice("gevent", "gthread"),
+        "gevent: a request waiting on I/O holds a greenlet, not a thread; gthread: a thread pool",
+    ),
+    Var("GUNICORN_WORKER_CONNECTIONS", 1000, _integer(1), "connections one gevent worker serves at once"),
     Var("GUNICORN_THREADS", 4, _integer(1), "threads per gthread worker"),
+    Var(
+        "REQUEST_HEADER_TIMEOUT_S",
+        10.0,
+        _number(0.1),
+        "a connection whose request headers are not complete within this is closed (and logged)",
+    ),
+    Var("REDIS_MAX_CONNECTIONS", 128, _integer(1), "Redis connections one worker opens at most"),
+    Var("REDIS_POOL_WAIT_MS", 1000, _integer(0), "how long a request waits for a free Redis connection"),
     Var("GUNICORN_REUSE_PORT", False, _flag, "a listening socket per worker (SO_REUSEPORT)"),
 )
 
@@ -290,20 +315,22 @@ def load(environ: Mapping[str, str] | None = None, overrides: Mapping[str, Any] 
     return settings
 
 
+def parse_one(name: str, environ: Mapping[str, str]) -> Any:
+    """One variable alone, for what must be decided before the rest is loaded (gunicorn.conf.py's
+    monkey-patching); raises ConfigError when it is invalid."""
+    var = _BY_NAME[name]
+    raw = environ.get(name)
+    return var.default if raw in (None, "") else var.parse(name, raw)
+
+
 def _combinations(settings: dict[str, Any]) -> list[str]:
     """Problems of values that are valid alone but not together; fills in WEB_CONCURRENCY."""
     problems = []
     if settings["AI_PROVIDER"] == "openai" and not settings["AI_BASE_URL"]:
         problems.append("AI_BASE_URL must be set (as http://host:port/v1) when AI_PROVIDER=openai")
-    if settings["AI_MAX_CONCURRENCY"] is None:  # leave threads for HITs, probes and database reads
-        settings["AI_MAX_CONCURRENCY"] = max(1, settings["GUNICORN_THREADS"] // 2)
-    elif settings["AI_MAX_CONCURRENCY"] >= settings["GUNICORN_THREADS"]:
-        problems.append(
-            f"AI_MAX_CONCURRENCY={settings['AI_MAX_CONCURRENCY']} must be below GUNICORN_THREADS="
-            f"{settings['GUNICORN_THREADS']}: calls waiting on the model would hold every thread"
-        )
+    problems.extend(_serving_model(settings))
     # Without Redis each worker process would count its own rate limits and keep its own AI cache:
-    # one process, its threads serving concurrency, keeps both exact (README "Workers and Redis").
+    # one process, serving concurrently, keeps both exact (README "Workers and Redis").
     if settings["WEB_CONCURRENCY"] is None:
         settings["WEB_CONCURRENCY"] = SHARED_WORKERS if settings["REDIS_URL"] else 1
     elif settings["WEB_CONCURRENCY"] > 1 and not settings["REDIS_URL"]:
@@ -312,6 +339,28 @@ def _combinations(settings: dict[str, Any]) -> list[str]:
             "keeps its own cache and rate-limit counts; set REDIS_URL, or WEB_CONCURRENCY=1"
         )
     return problems
+
+
+# Under gevent a call waiting on the model holds a greenlet (~10 KiB), not a thread: hundreds fit.
+GEVENT_AI_CONCURRENCY, GEVENT_QUEUE_WAIT_MS = 256, 5000
+
+
+def _serving_model(settings: dict[str, Any]) -> list[str]:
+    """The model-call bound and wait for the worker class; under gthread the bound leaves threads for
+    HITs, probes and database reads."""
+    gevent = settings["GUNICORN_WORKER_CLASS"] == "gevent"
+    if settings["AI_QUEUE_WAIT_MS"] is None:
+        settings["AI_QUEUE_WAIT_MS"] = GEVENT_QUEUE_WAIT_MS if gevent else 20
+    if settings["AI_MAX_CONCURRENCY"] is None:
+        settings["AI_MAX_CONCURRENCY"] = (
+            GEVENT_AI_CONCURRENCY if gevent else max(1, settings["GUNICORN_THREADS"] // 2)
+        )
+    elif not gevent and settings["AI_MAX_CONCURRENCY"] >= settings["GUNICORN_THREADS"]:
+        return [
+            f"AI_MAX_CONCURRENCY={settings['AI_MAX_CONCURRENCY']} must be below GUNICORN_THREADS="
+            f"{settings['GUNICORN_THREADS']}: calls waiting on the model would hold every thread"
+        ]
+    return []
 
 
 def sqlalchemy_url(url: str) -> str:

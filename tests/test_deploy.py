@@ -55,7 +55,14 @@ def test_the_deployment_probes_the_health_endpoints_and_outlasts_gunicorns_shutd
     assert container["livenessProbe"]["httpGet"]["path"] == "/health/live"
     assert container["readinessProbe"]["httpGet"]["path"] == "/health/ready"
     assert container["resources"]["requests"] and container["resources"]["limits"]
-    graceful = _gunicorn_setting("graceful_timeout")
+    # gunicorn waits AI_TIMEOUT_S + a margin for the generations in flight
+    margin = re.search(
+        r'^graceful_timeout = int\(_settings\["AI_TIMEOUT_S"\]\) \+ (\d+)$',
+        (ROOT / "gunicorn.conf.py").read_text(),
+        flags=re.M,
+    )
+    configmap = yaml.safe_load((ROOT / "deploy" / "configmap.yaml").read_text())["data"]
+    graceful = int(config.load(configmap)["AI_TIMEOUT_S"]) + int(margin.group(1))
     pause = container["lifecycle"]["preStop"]["sleep"]["seconds"]
     assert pod["terminationGracePeriodSeconds"] > graceful + pause
     sources = {next(iter(ref.values()))["name"] for ref in container["envFrom"]}

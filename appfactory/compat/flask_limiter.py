@@ -28,6 +28,7 @@ from flask_limiter.util import get_qualified_name
 from werkzeug.local import LocalProxy
 
 from appfactory.compat import fast_path
+from appfactory.resilience.pools import PoolExhausted
 
 TESTED = "4.1.1"
 FAST = fast_path("Flask-Limiter", TESTED)
@@ -161,7 +162,7 @@ class PlannedChecks:
             return super()._check_request_limit(callable_name, in_middleware)  # type: ignore[misc]
         try:
             self._hit_all(endpoint, plan)
-        except RateLimitExceeded:
+        except (RateLimitExceeded, PoolExhausted):  # a dry pool is this request's 503, not swallowed
             raise
         except Exception:
             if not self._swallow_errors:

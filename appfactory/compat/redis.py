@@ -4,7 +4,9 @@ redis-py checks a connection out of its pool for every command: a lock, a readin
 call), connection-count bookkeeping and an event on release. The limiter's script runs on every API
 request, so each thread takes one connection from the pool once and keeps it, reading the
 connection's socket (`Connection._sock`, private) to check it and to let the kernel bound its waits.
-The public way is redis-py's own `Script`, a pool checkout per call (docs/compat.md).
+The public way is redis-py's own `Script`, a pool checkout per call (docs/compat.md), and the only way
+under gevent: there every request is a greenlet of its own, so a connection pinned "per thread" would be
+one per request, never returned, and the kernel's timeouts do not bound a non-blocking socket's waits.
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ import os
 import select
 import socket
 import struct
+import sys
 import threading
 import time
 from collections.abc import Callable
@@ -33,10 +36,16 @@ CHECK_IDLE_AFTER_S = 1.0
 
 def script(client: redis.Redis, source: str) -> Callable[[list[str], list[Any]], Any]:
     """`source` as a callable `(keys, args) -> reply`: pinned per thread, or redis-py's Script."""
-    if FAST:
+    if FAST and not cooperative():
         return PinnedScript(client, source)
     registered = client.register_script(source)
     return lambda keys, args: registered(keys=keys, args=args)
+
+
+def cooperative() -> bool:
+    """Whether gevent has patched threading (the gevent worker): each request runs in a greenlet."""
+    monkey = sys.modules.get("gevent.monkey")
+    return monkey is not None and monkey.is_module_patched("threading")
 
 
 def _quiet(conn: Connection) -> bool:

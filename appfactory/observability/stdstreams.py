@@ -30,6 +30,8 @@ class LoggingStream(io.TextIOBase):
         return len(text)
 
     def flush(self) -> None:
+        if sys.is_finalizing():  # the interpreter's own last flush: gevent's thread-locals are gone
+            return
         rest, self._pending.text = getattr(self._pending, "text", ""), ""
         self._log(rest)
 

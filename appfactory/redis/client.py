@@ -14,6 +14,7 @@ from redis.retry import Retry
 from redis.sentinel import Sentinel
 
 from appfactory.resilience.breaker import Breaker
+from appfactory.resilience.pools import waiting_queue
 
 REDIS_ERRORS = (redis.RedisError, OSError)
 
@@ -35,13 +36,30 @@ def client_options(config: dict[str, Any]) -> dict[str, Any]:
 
 
 def build_client(config: dict[str, Any]) -> redis.Redis:
-    """A client for REDIS_URL with the service's timeouts."""
+    """A client for REDIS_URL with the service's timeouts.
+
+    A standalone Redis gets a bounded pool that a request waits on briefly (REDIS_MAX_CONNECTIONS,
+    REDIS_POOL_WAIT_MS): a burst queues for a connection instead of failing, and a pool still dry after
+    the wait is that request's 503, never a breaker opening for everyone. Sentinel's and Cluster's pools
+    do not wait: they may open one connection per connection the worker serves.
+    """
     url = config["REDIS_URL"]
     if url.startswith(SENTINEL_SCHEME):
-        return sentinel_client(url, client_options(config))
+        return sentinel_client(url, _unbounded(config))
     if url.startswith(CLUSTER_SCHEME):
-        return cluster_client(url, client_options(config))
-    return redis.Redis.from_url(url, **client_options(config))
+        return cluster_client(url, _unbounded(config))
+    pool = redis.BlockingConnectionPool.from_url(
+        url,
+        max_connections=config["REDIS_MAX_CONNECTIONS"],
+        timeout=config["REDIS_POOL_WAIT_MS"] / 1000.0,
+        queue_class=waiting_queue("Redis"),
+        **client_options(config),
+    )
+    return redis.Redis(connection_pool=pool)
+
+
+def _unbounded(config: dict[str, Any]) -> dict[str, Any]:
+    return {**client_options(config), "max_connections": config["GUNICORN_WORKER_CONNECTIONS"]}
 
 
 def is_cluster(config: dict[str, Any]) -> bool:

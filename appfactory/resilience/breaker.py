@@ -22,6 +22,7 @@ class Breaker:
         self.threshold = threshold
         self._failures = 0
         self._open_until = 0.0
+        self._opened_at = 0.0
         self._healthy = True
         self._lock = threading.Lock()
 
@@ -54,13 +55,17 @@ class Breaker:
             self._open_until = time.monotonic() + self.retry_after
             if self._healthy:
                 self._healthy = False
+                self._opened_at = time.monotonic()
                 log.warning("%s unavailable, backing off %.1fs: %s", self.name, self.retry_after, exc)
 
     def succeeded(self) -> None:
-        """Record a success and close the breaker."""
+        """Record a success and close the breaker; while it is open, only a call that started after
+        its back-off (the trial call) closes it: one already in flight when it opened says nothing."""
         if self._healthy and not self._failures:
             return
         with self._lock:
+            if not self._healthy and time.monotonic() - self._opened_at < self.retry_after:
+                return
             self._failures = 0
             if not self._healthy:
                 self._healthy = True

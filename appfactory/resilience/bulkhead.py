@@ -1,15 +1,14 @@
 """A bulkhead: at most `slots` calls to a slow dependency at once in this process.
 
-Under gthread every waiting upstream call holds one of the worker's threads; unbounded, a burst of
-slow model calls holds them all and cache HITs and health probes queue behind it. The bound leaves
-threads for everything else; a call beyond it waits `wait_s` for a slot, then is refused.
+It is the admission bound of the model server: a call beyond it waits up to `wait_s` for a slot, then
+is refused. Under gevent a waiting call costs a greenlet, so the bound is in the hundreds and protects
+the model server and the worker's memory; under gthread every waiting call holds a thread, and the
+bound leaves threads for cache HITs, health probes and database reads.
 """
 
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterator
-from contextlib import contextmanager
 
 
 class Full(Exception):
@@ -17,7 +16,7 @@ class Full(Exception):
 
 
 class Bulkhead:
-    """`with bulkhead.slot():` around each call; raises Full when none frees up within `wait_s`."""
+    """`enter()` before each call (raises Full when no slot frees up within `wait_s`), `leave()` after."""
 
     def __init__(self, slots: int, wait_s: float) -> None:
         self.slots = slots
@@ -26,15 +25,13 @@ class Bulkhead:
         self._lock = threading.Lock()
         self.in_flight = 0
 
-    @contextmanager
-    def slot(self) -> Iterator[None]:
+    def enter(self) -> None:
         if not self._free.acquire(timeout=self.wait_s):
             raise Full()
         with self._lock:
             self.in_flight += 1
-        try:
-            yield
-        finally:
-            with self._lock:
-                self.in_flight -= 1
-            self._free.release()
+
+    def leave(self) -> None:
+        with self._lock:
+            self.in_flight -= 1
+        self._free.release()

@@ -10,6 +10,8 @@ from sqlalchemy.exc import DBAPIError, OperationalError
 from sqlalchemy.exc import TimeoutError as PoolTimeout
 from werkzeug.exceptions import HTTPException, InternalServerError
 
+from appfactory.resilience.pools import PoolExhausted
+
 log = logging.getLogger(__name__)
 
 _CODES = {
@@ -94,6 +96,15 @@ def _database_unavailable() -> ApiError:
     )
 
 
+def _busy(err: PoolExhausted) -> ApiError:
+    return ApiError(503, "The service is busy; retry shortly.", "busy", retry_after=1)
+
+
+def _pool_exhausted(err: PoolExhausted) -> Response:
+    log.warning("Refused a request: %s", err)
+    return error_response(_busy(err))
+
+
 def as_api_error(err: BaseException) -> ApiError | None:
     """The answer a failure stands for when it is not a bug: itself (ApiError), or 503 for a database
     that does not answer; None for anything else. The cache shares it with callers waiting on the
@@ -102,6 +113,8 @@ def as_api_error(err: BaseException) -> ApiError | None:
         return err
     if isinstance(err, (OperationalError, PoolTimeout)):
         return _database_unavailable()
+    if isinstance(err, PoolExhausted):
+        return _busy(err)
     return None
 
 
@@ -127,4 +140,5 @@ def register_error_handlers(app: Flask) -> None:
     app.register_error_handler(HTTPException, _http_error)
     app.register_error_handler(OperationalError, _database_error)
     app.register_error_handler(PoolTimeout, _database_error)
+    app.register_error_handler(PoolExhausted, _pool_exhausted)
     app.register_error_handler(InternalServerError, unexpected_error)

@@ -1,8 +1,8 @@
 """Every call to the model server goes through one guard per app: a bulkhead and a breaker.
 
-The bulkhead bounds the calls this worker holds at once (AI_MAX_CONCURRENCY, below its threads), so
-cache HITs, health probes and database reads always find a thread; a call beyond the bound waits
-AI_QUEUE_WAIT_MS for a slot, then is answered 503 `upstream_busy`. The breaker opens after
+The bulkhead bounds the calls this worker holds at once (AI_MAX_CONCURRENCY); a call beyond the bound
+waits AI_QUEUE_WAIT_MS for a slot (its wait is the request's `queue` in Server-Timing), then is
+answered 503 `upstream_busy`, logged and counted. The breaker opens after
 AI_BREAKER_FAILURES failures in a row that say the server is down (unreachable, timeouts, 5xx) and then
 answers 503 `upstream_unavailable` at once for AI_BREAKER_COOLDOWN_S, letting one probe through.
 """
@@ -14,6 +14,7 @@ from collections.abc import Callable
 from typing import Any
 
 from appfactory.observability.metrics import count_upstream_error, upstream_breaker_open
+from appfactory.observability.timing import timed
 from appfactory.resilience.breaker import Breaker
 from appfactory.resilience.bulkhead import Bulkhead, Full
 from appfactory.web.errors import ApiError
@@ -41,16 +42,24 @@ class UpstreamGuard:
                 retry_after=self.breaker.retry_in() or 1,
             )
         try:
-            with self.bulkhead.slot():
-                result = fn()
+            with timed("queue"):
+                self.bulkhead.enter()
         except Full:
             count_upstream_error("busy")
+            log.warning(
+                "Refused a generation: %d model calls in flight and none ended within %g s",
+                self.bulkhead.slots,
+                self.bulkhead.wait_s,
+            )
             raise ApiError(
                 503,
                 "Too many generations are waiting on the model server; retry shortly.",
                 "upstream_busy",
                 retry_after=1,
             ) from None
+        try:
+            with timed("upstream"):
+                result = fn()
         except UpstreamError as exc:
             count_upstream_error(exc.kind)
             log.warning("Model server call failed: %s, answered %s %s", exc.kind, exc.status, exc.code)
@@ -60,6 +69,8 @@ class UpstreamGuard:
             else:
                 self.breaker.succeeded()  # it answered: the server is up
             raise
+        finally:
+            self.bulkhead.leave()
         self.breaker.succeeded()
         upstream_breaker_open.set(0)
         return result

@@ -64,7 +64,7 @@ def test_a_burst_of_slow_generations_leaves_hits_and_probes_answering(tmp_path):
             burst: list[tuple] = []
             with ThreadPoolExecutor(40) as pool:
                 futures = [pool.submit(_get, server.url, f"{GENERATE}?prompt=slow-{n}") for n in range(40)]
-                time.sleep(0.6)  # the burst is in: every worker holds its bound of model calls
+                time.sleep(0.6)  # the burst is in: every call waits on the model
                 fast = {
                     path: _get(server.url, path, timeout=10)
                     for path in (
@@ -76,15 +76,10 @@ def test_a_burst_of_slow_generations_leaves_hits_and_probes_answering(tmp_path):
                 }
                 burst = [future.result() for future in futures]
     for path, (status, _, _, took) in fast.items():
-        assert status == 200, path
+        assert status == 200, (path, fast[path])
         assert took < 0.25, f"{path} took {took:.3f} s during the burst"
     assert fast[f"{GENERATE}?prompt=warm"][1]["X-Cache"] == "HIT"
-    statuses = [answer[0] for answer in burst]
-    assert set(statuses) <= {200, 503}, statuses
-    assert 0 < statuses.count(200) <= 2 * 2  # two workers, two model calls each (4 threads ÷ 2)
-    for status, headers, body, _ in burst:
-        if status == 503:
-            assert body["error"]["code"] == "upstream_busy" and headers["Retry-After"] == "1"
+    assert [answer[0] for answer in burst] == [200] * 40  # every call admitted: none waits on a thread
 
 
 def _ask_and_forget(url: str, path: str) -> None:

@@ -85,7 +85,8 @@ def test_what_gunicorn_refuses_is_answered_in_the_json_envelope(server):
         got, headers, body = _raw(server, request)
         assert got == status
         assert headers["Content-Type"] == "application/json"
-        assert int(headers["Content-Length"]) == len(json.dumps(body))
+        # compact and ending in a newline, as every other body
+        assert int(headers["Content-Length"]) == len(json.dumps(body, separators=(",", ":"))) + 1
         assert set(body["error"]) == {"code", "message"}, body
         assert re.fullmatch(r"[0-9a-f]{32}", headers["X-Request-ID"])
     assert "POST /api/v1/ai/generate" in _raw(server, refusals[414])[2]["error"]["message"]

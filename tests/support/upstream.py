@@ -8,6 +8,10 @@ import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 
+class _Server(ThreadingHTTPServer):
+    request_queue_size = 1024  # a burst of hundreds of calls connects at once (the default is 5)
+
+
 class FakeModel:
     """Answers POST /v1/chat/completions after `delay` seconds with `status` (200 gives a completion).
 
@@ -23,7 +27,7 @@ class FakeModel:
         self.calls = 0
         self.bodies: list[dict] = []
         self._lock = threading.Lock()
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
+        self.server = _Server(("127.0.0.1", 0), self._handler())
         self.server.daemon_threads = True
         self.url = f"http://127.0.0.1:{self.server.server_address[1]}/v1"
         self._thread = threading.Thread(target=self.server.serve_forever, daemon=True)

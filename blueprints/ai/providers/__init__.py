@@ -19,7 +19,7 @@ def build_provider(config: dict[str, Any]) -> Provider:
             config["AI_API_KEY"],
             config["AI_MODEL"],
             config["AI_TIMEOUT_S"],
-            pool=config["GUNICORN_THREADS"],
+            pool=config["AI_MAX_CONCURRENCY"],  # one connection per call in flight
             retries=config["AI_RETRIES"],
         )
     return LocalProvider(config["AI_LOCAL_LATENCY_MS"], config["AI_MODEL"])

@@ -1,4 +1,4 @@
-"""gunicorn's threaded worker, answering what gunicorn refuses on its own in the service's JSON envelope.
+"""What gunicorn refuses on its own, answered in the service's JSON envelope, on either worker class.
 
 Requests gunicorn cannot parse never reach Flask: a request line or a header over its limits (414,
 431), a malformed request line or header (400). gunicorn decides the status, logs the refusal and
@@ -16,7 +16,6 @@ import uuid
 from http import HTTPStatus
 
 from gunicorn import util
-from gunicorn.workers.gthread import ThreadWorker
 
 _CODES = {
     400: "bad_request",
@@ -49,7 +48,9 @@ class PageCatcher:
         self.written += data
 
 
-class JsonErrorWorker(ThreadWorker):
+class JsonRefusals:
+    """Mixed into a gunicorn worker class, ahead of it."""
+
     def handle_error(self, req, client, addr, exc) -> None:
         started = time.perf_counter()
         page = PageCatcher()
@@ -73,7 +74,8 @@ def refusal(page: bytes) -> tuple[int, str]:
 def json_refusal(status: int, message: str, seconds: float) -> bytes:
     """A whole HTTP response: the error envelope and the headers every answer carries."""
     detail = _ADVICE.get(status) or message[:_LONGEST_MESSAGE] or "The request could not be read."
-    body = json.dumps({"error": {"code": _CODES.get(status, "error"), "message": detail}}).encode()
+    error = {"error": {"code": _CODES.get(status, "error"), "message": detail}}
+    body = json.dumps(error, separators=(",", ":")).encode() + b"\n"  # as every other body
     head = (
         f"HTTP/1.1 {status} {HTTPStatus(status).phrase}\r\n"
         "Connection: close\r\n"

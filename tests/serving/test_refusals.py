@@ -7,7 +7,7 @@ import json
 import pytest
 from gunicorn import util
 
-from appfactory.serving.worker import PageCatcher, json_refusal, refusal
+from appfactory.serving.refusals import PageCatcher, json_refusal, refusal
 
 
 @pytest.mark.parametrize(
