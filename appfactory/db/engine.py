@@ -15,7 +15,7 @@ from contextlib import contextmanager
 from queue import SimpleQueue
 from typing import Any, TypeVar
 
-from flask import Flask, Response, current_app, g
+from flask import Flask, Response, current_app, g, has_app_context
 from sqlalchemy import Engine, create_engine, event, exc, text
 from sqlalchemy.engine import Connection, make_url
 
@@ -167,6 +167,12 @@ class Database:
                 conn.invalidate()
             except Exception:  # already unusable: nothing left to close
                 log.debug("Could not invalidate a dead connection", exc_info=True)
+
+    def release_connection(self) -> None:
+        """Give the app context's connection back to the pool now, before a long wait that needs
+        none (a model call): the next `connection()` borrows one again."""
+        if has_app_context():
+            self._release(None)
 
     def _release(self, exc: BaseException | None) -> None:
         conn = g.pop("db_conn", None)

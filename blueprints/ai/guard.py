@@ -13,6 +13,7 @@ import logging
 from collections.abc import Callable
 from typing import Any
 
+from appfactory.extensions import db
 from appfactory.observability.metrics import count_upstream_error, upstream_breaker_open
 from appfactory.observability.timing import timed
 from appfactory.resilience.breaker import Breaker
@@ -41,6 +42,7 @@ class UpstreamGuard:
                 "upstream_unavailable",
                 retry_after=self.breaker.retry_in() or 1,
             )
+        db.release_connection()  # a model call waits seconds: it holds no pooled database connection
         try:
             with timed("queue"):
                 self.bulkhead.enter()

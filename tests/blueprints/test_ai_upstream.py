@@ -138,3 +138,37 @@ def test_beyond_the_bound_a_generation_is_503_upstream_busy_at_once(make_client)
             assert response.get_json()["error"]["code"] == "upstream_busy"
             assert response.headers["Retry-After"] == "1"
     assert model.calls == 2
+
+
+def test_a_generation_holds_no_database_connection_while_it_waits_on_the_model(postgres):
+    """Every request reads its key from the database, then waits 1 s on the model: with two pooled
+    connections and a 0.3 s pool wait, ten at once are all answered only if the wait holds none."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from appfactory import create_app
+    from tests.conftest import base_overrides
+    from tests.support.keys import bearer, issue_key
+
+    keys = [bearer(issue_key(postgres.url, admin=False)) for _ in range(10)]
+    with FakeModel(delay=1.0) as model:
+        app = create_app(
+            base_overrides(
+                DATABASE_URL=postgres.url,
+                AI_PROVIDER="openai",
+                AI_BASE_URL=model.url,
+                AI_ALLOW_ANONYMOUS=False,
+                DB_POOL_SIZE=2,
+                DB_MAX_OVERFLOW=0,
+                DB_POOL_TIMEOUT=0.3,
+            )
+        )
+        try:
+            client = app.test_client()
+            with ThreadPoolExecutor(10) as pool:
+                responses = list(
+                    pool.map(lambda n: client.get(f"{GENERATE}?prompt=held-{n}", headers=keys[n]), range(10))
+                )
+        finally:
+            app.extensions["db"].dispose()
+    assert [r.status_code for r in responses] == [200] * 10, [r.get_json() for r in responses]
+    assert model.calls == 10
