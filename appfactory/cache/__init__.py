@@ -1,10 +1,11 @@
 """The response cache: Flask-Caching's store with fresh, stale, single-flight and bypass outcomes.
 
-Views use `cache_view`, functions `cache_call`, writes `invalidate_cache`; `cache_status()` is the
-outcome the request's cached call had (X-Cache). See docs/cache.md.
+`cache_response` caches views and functions alike (`cache_view` and `cache_call` are its two halves),
+writes call `invalidate_cache`; `cache_status()` is the outcome the request's cached call had (X-Cache).
+See docs/cache.md.
 """
 
-from appfactory.cache.decorators import cache_call, cache_view, invalidate_cache
+from appfactory.cache.decorators import cache_call, cache_response, cache_view, invalidate_cache
 from appfactory.cache.outcomes import BYPASS, HIT, MISS, STALE, cache_status
 from appfactory.cache.setup import backend_name, cache, init_cache
 
@@ -16,6 +17,7 @@ __all__ = [
     "backend_name",
     "cache",
     "cache_call",
+    "cache_response",
     "cache_status",
     "cache_view",
     "init_cache",

@@ -1,4 +1,5 @@
-"""The caching API: `cache_view` for views, `cache_call` for functions, `invalidate_cache`."""
+"""The caching API: `cache_response` for views and functions alike (built on `cache_view` for views and
+`cache_call` for functions), `invalidate_cache`."""
 
 from __future__ import annotations
 
@@ -27,15 +28,50 @@ def _key_part(value: Any) -> Any:
 _KEY_ENCODER = json.JSONEncoder(separators=(",", ":"), default=_key_part)
 
 
+def cache_response(
+    ttl: int | str = "CACHE_DEFAULT_TTL",
+    key_prefix: str = "default",
+    key: Callable[..., str] | None = None,
+    shared_only: bool = False,
+) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+    """Cache a view's 2xx response or a function's result under `key_prefix` for `ttl` seconds.
+
+    Called as the view of the request being served (under any decorators that wrap it), it caches as
+    `cache_view`: keyed also on the path and the query; called any other way, as `cache_call`: keyed on
+    the arguments only. `key`, `ttl` and `shared_only` as for those two. `invalidate_cache(key_prefix,
+    pattern)` deletes the entries of either kind.
+    """
+    as_view = cache_view(ttl, key_prefix, key=key, shared_only=shared_only)
+    as_call = cache_call(ttl, key_prefix, key=key, shared_only=shared_only)
+
+    def decorator(fn: Callable[..., Any]) -> Callable[..., Any]:
+        view, call = as_view(fn), as_call(fn)
+
+        @functools.wraps(fn)
+        def cached(*args: Any, **kwargs: Any) -> Any:
+            if _serves_request(cached):
+                return view(*args, **kwargs)
+            return call(*args, **kwargs)
+
+        cached.entry_key = call.entry_key  # type: ignore[attr-defined]
+        return cached
+
+    return decorator
+
+
 def cache_view(
-    ttl: int | str = "CACHE_DEFAULT_TTL", key_prefix: str = "default", shared_only: bool = False
+    ttl: int | str = "CACHE_DEFAULT_TTL",
+    key_prefix: str = "default",
+    shared_only: bool = False,
+    key: Callable[..., str] | None = None,
 ) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
     """Cache a view's 2xx response under `key_prefix` for `ttl` seconds (or the config key it names).
 
-    The key is a SHA-256 of the path and the view's arguments, its parsed query (`query`) by its
-    fields with the defaults filled in: never the raw query string, so `limit=020`, `limit=%32%30` and
-    no query at all are one entry, and a query the schema refuses never reaches the cache. A view
-    cached so reads its query only through its parsed arguments.
+    The key is `key(*args, **kwargs)` when given, else a SHA-256 of the path, the view's arguments and
+    its query. A parsed query (`query`, a model) enters by its fields with the defaults filled in, never
+    the raw query string, so `limit=020`, `limit=%32%30` and no query at all are one entry, and a query
+    the schema refuses never reaches the cache. A view without one is keyed on the normalized query
+    string instead: its decoded parameters, sorted (`?b=2&a=1` is `?a=1&b=2`).
     `shared_only`: the response changes with writes, so it is cached only where every worker and
     instance reads and invalidates the same entry (Redis); without Redis the view runs every time.
     """
@@ -47,10 +83,10 @@ def cache_view(
             state: ResponseCache = current_app.extensions["response_cache"]
             if shared_only and not state.shared:
                 return view(*args, **kwargs)
-            key = f"{key_prefix}:{_digest(args, kwargs, with_request=True)}"
+            suffix = key(*args, **kwargs) if key is not None else _digest(args, kwargs, with_request=True)
             compute = functools.partial(_view_result, view, *args, **kwargs)
             try:
-                status, body, mimetype = _fetch(state, key_prefix, key, ttl, compute)
+                status, body, mimetype = _fetch(state, key_prefix, f"{key_prefix}:{suffix}", ttl, compute)
             except NotCacheable as skip:
                 return skip.value
             return Response(body, status, mimetype=mimetype)
@@ -115,10 +151,24 @@ def _fetch(state: ResponseCache, prefix: str, key: str, ttl: int | str, compute:
     return value
 
 
+def _serves_request(wrapper: Callable[..., Any]) -> bool:
+    """Whether `wrapper` is the view of the request being served, itself or under other decorators."""
+    if not has_request_context():
+        return False
+    view = current_app.view_functions.get(request.endpoint) if request.endpoint else None
+    while view is not None:
+        if view is wrapper:
+            return True
+        view = getattr(view, "__wrapped__", None)
+    return False
+
+
 def _digest(args: tuple, kwargs: dict, with_request: bool) -> str:
     parts: list[Any] = [args, sorted(kwargs.items())]
     if with_request and has_request_context():
         parts.append(request.path)
+        if not isinstance(kwargs.get("query"), BaseModel):  # a parsed query is in the arguments
+            parts.append(sorted(request.args.items(multi=True)))
     try:
         payload = orjson.dumps(parts, default=_key_part)
     except TypeError:  # orjson.JSONEncodeError: integers beyond 64 bits, keys that are not strings

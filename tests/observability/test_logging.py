@@ -356,3 +356,13 @@ def test_lines_from_many_threads_reach_a_pipe_whole(monkeypatch):
     messages = [json.loads(line)["message"] for line in lines]  # every line whole, nothing interleaved
     assert len(messages) == 8 * 200 + 1
     assert messages[-1] == "long " + "y" * 20_000
+
+
+def test_the_spec_import_path_is_the_same_logger(make_app, capsys):
+    from appfactory.logging import api_logger as promised
+
+    assert promised is api_logger
+    make_app()
+    promised.info("User action", user_id=123, action="create")
+    [line] = json_lines(capsys)
+    assert (line["message"], line["user_id"], line["action"]) == ("User action", 123, "create")

@@ -171,3 +171,19 @@ def test_ai_generation_counts_cache_outcomes_and_upstream_latency(client):
     assert delta("aigen_cache_misses_total", prefix="ai") == 1
     assert delta("aigen_cache_hits_total", prefix="ai") == 2
     assert delta("aigen_upstream_latency_seconds_count", provider="local") == 1
+
+
+def test_the_readme_import_path_counts_the_same_metrics(client):
+    from appfactory.metrics import observe_upstream, record_cache
+
+    before = samples(client)
+    record_cache("promised", True)
+    observe_upstream("promised", 0.2)
+    after = samples(client)
+    assert (
+        value(after, "aigen_cache_hits_total", prefix="promised")
+        - value(before, "aigen_cache_hits_total", prefix="promised")
+        == 1
+    )
+    count = "aigen_upstream_latency_seconds_count"
+    assert value(after, count, provider="promised") - value(before, count, provider="promised") == 1
