@@ -7,7 +7,7 @@ from datetime import timedelta
 import click
 from flask import current_app
 from flask.cli import AppGroup
-from sqlalchemy import select
+from sqlalchemy import Connection, select
 
 from appfactory.db.engine import db
 from appfactory.db.models import as_utc, users, utcnow
@@ -20,6 +20,11 @@ def _when(moment) -> str:
     return as_utc(moment).strftime("%Y-%m-%dT%H:%M:%SZ") if moment is not None else "never"
 
 
+def _require_user(conn: Connection, user_id: int) -> None:
+    if conn.execute(select(users.c.id).where(users.c.id == user_id)).first() is None:
+        raise click.ClickException(f"user {user_id} does not exist")
+
+
 @keys_cli.command("create")
 @click.option("--user", "user_id", type=click.IntRange(1), required=True, help="The user the key belongs to.")
 @click.option("--admin", is_flag=True, help="The key may write anything.")
@@ -28,8 +33,7 @@ def create(user_id: int, admin: bool, expires_in_days: int | None) -> None:
     """Create a key and print it: it is shown this once."""
     expires_at = utcnow() + timedelta(days=expires_in_days) if expires_in_days else None
     with db.transaction() as conn:
-        if conn.execute(select(users.c.id).where(users.c.id == user_id)).first() is None:
-            raise click.ClickException(f"user {user_id} does not exist")
+        _require_user(conn, user_id)
         issued = store.issue(conn, user_id, admin=admin, expires_at=expires_at)
     click.echo(issued.token)
     kind = "admin key" if admin else "key"
@@ -41,7 +45,11 @@ def create(user_id: int, admin: bool, expires_in_days: int | None) -> None:
 def list_keys(user_id: int) -> None:
     """One key a line: id, prefix, created, last used, admin, expires, revoked. Never a secret."""
     with db.engine.connect() as conn:
-        for key in store.list_for_user(conn, user_id):
+        _require_user(conn, user_id)
+        keys = store.list_for_user(conn, user_id)
+        if not keys:
+            click.echo(f"user {user_id} has no keys", err=True)
+        for key in keys:
             click.echo(
                 f"{key['id']} {tokens.prefix(key['id'], key['hint'])} created={_when(key['created_at'])} "
                 f"last_used={_when(key['last_used_at'])} admin={'yes' if key['admin'] else 'no'} "

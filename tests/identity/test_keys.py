@@ -419,3 +419,14 @@ def test_a_hit_with_a_remembered_key_costs_the_one_round_trip_and_no_statement(n
         assert client.get(path, headers=key).status_code == 401
     finally:
         server.close()
+
+
+def test_the_cli_says_a_user_does_not_exist_when_listing_as_when_creating(app, runner):
+    for command in ("list", "create"):
+        result = runner.invoke(args=["keys", command, "--user", "99"])
+        assert result.exit_code == 1, (command, result.output)
+        assert "user 99 does not exist" in result.output, command
+    user_id = app.test_client().post("/api/v1/users", json={"email": "k@example.com", "name": "K"})
+    user_id = user_id.get_json()["id"]
+    listed = runner.invoke(args=["keys", "list", "--user", str(user_id)])
+    assert listed.exit_code == 0 and len(listed.stdout.splitlines()) == 1  # the sign-up's key
