@@ -94,6 +94,23 @@ def test_render_fills_variables_and_names_missing_ones(client):
     assert missing.get_json()["error"]["missing"] == ["place"]
 
 
+def test_unicode_identifiers_are_placeholders_and_other_words_are_text(client):
+    body = "{{ 名前 }} in {{ ville }}, {{café}} {{ नाम }} {{ _x1 }}; {{ 1x }} {{ a-b }} {{ x² }} {{ 名前 }}"
+    created = _create(client, body=body)
+    assert created.status_code == 201, created.get_json()
+    item = created.get_json()
+    assert item["variables"] == ["名前", "ville", "café", "नाम", "_x1"]
+    assert client.get(f"/api/v1/templates/{item['id']}").get_json()["variables"] == item["variables"]
+    url = f"/api/v1/templates/{item['id']}/render"
+    values = {"名前": "Ada", "ville": "Paris", "café": "noir", "नाम": "A", "_x1": 1}
+    rendered = client.post(url, json={"variables": values})
+    assert rendered.status_code == 200, rendered.get_json()
+    assert rendered.get_json()["text"] == "Ada in Paris, noir A 1; {{ 1x }} {{ a-b }} {{ x² }} Ada"
+    missing = client.post(url, json={"variables": {"ville": "Paris"}})
+    assert missing.status_code == 422
+    assert missing.get_json()["error"]["missing"] == ["名前", "café", "नाम", "_x1"]
+
+
 @pytest.mark.parametrize(
     "payload, field",
     [
