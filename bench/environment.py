@@ -32,10 +32,14 @@ class Environment:
         self.api_key = ""
 
     def __enter__(self) -> Environment:
-        migrate.upgrade(self.database.url)
-        self.template_id = _seed(self.database.url)
-        self.api_key = issue_key(self.database.url, admin=False)
-        self.flush()
+        try:
+            migrate.upgrade(self.database.url)
+            self.template_id = _seed(self.database.url)
+            self.api_key = issue_key(self.database.url, admin=False)
+            self.flush()
+        except BaseException:
+            self.database.drop()  # __exit__ does not run when __enter__ fails
+            raise
         return self
 
     def __exit__(self, *exc) -> None:

@@ -7,6 +7,7 @@ import socket
 import threading
 import time
 import uuid
+from contextlib import ExitStack
 
 import pytest
 from sqlalchemy import create_engine, text
@@ -52,16 +53,14 @@ def _forget_test_keys():
 def postgres():
     """A migrated database of its own on the machine's PostgreSQL; reached through a PgBouncer in
     transaction pooling when AIGEN_TEST_THROUGH_PGBOUNCER is set (tests/scaleout runs tests so)."""
-    database = PostgresDatabase()
-    bouncer = None
-    if os.environ.get("AIGEN_TEST_THROUGH_PGBOUNCER"):
-        bouncer = PgBouncer(pool_size=4).start()
-        database.url = bouncer.url(database.url)
-    migrate.upgrade(database.url)
-    yield database
-    if bouncer is not None:
-        bouncer.close()
-    database.drop()
+    # Dropped however the set-up ends (PgBouncer absent, a failed migration), after PgBouncer stops.
+    with PostgresDatabase() as database, ExitStack() as stack:
+        if os.environ.get("AIGEN_TEST_THROUGH_PGBOUNCER"):
+            bouncer = PgBouncer(pool_size=4)
+            stack.callback(bouncer.close)
+            database.url = bouncer.start().url(database.url)
+        migrate.upgrade(database.url)
+        yield database
 
 
 def truncate(url: str) -> None:

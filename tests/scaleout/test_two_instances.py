@@ -18,7 +18,13 @@ import requests
 from tests.scaleout.promises import hold_across, instance_env, signup
 from tests.support.gunicorn import ROOT, Gunicorn
 from tests.support.http import fresh
-from tests.support.services import REDIS_URL, PgBouncer, PostgresDatabase, require_redis
+from tests.support.services import (
+    REDIS_URL,
+    PgBouncer,
+    PostgresDatabase,
+    require_pgbouncer,
+    require_redis,
+)
 
 pytestmark = pytest.mark.slow
 
@@ -117,6 +123,7 @@ def test_both_instances_through_pgbouncer_in_transaction_pooling(database, capsy
 def test_the_crud_tests_pass_through_pgbouncer(tmp_path, capsys):
     """The templates, users and keys tests on PostgreSQL, reached through PgBouncer in transaction
     pooling (tests/conftest.py `postgres`), in a pytest run of their own."""
+    require_pgbouncer()  # without it the inner run would only skip
     run = subprocess.run(
         [
             sys.executable,

@@ -71,6 +71,12 @@ class PostgresDatabase:
         admin.close()
         self.url = PG_ADMIN_URL.rsplit("/", 1)[0] + f"/{self.name}"
 
+    def __enter__(self) -> PostgresDatabase:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.drop()  # also when what followed the creation failed or skipped
+
     def drop(self) -> None:
         import psycopg2
 
@@ -262,14 +268,28 @@ class PostgresServer:
         shutil.rmtree(self.dir, ignore_errors=True)
 
 
+def pgbouncer_binary() -> str | None:
+    """Where pgbouncer is installed (on PATH, else Debian's /usr/sbin), or None."""
+    found = shutil.which("pgbouncer")
+    if found is None and os.path.exists("/usr/sbin/pgbouncer"):
+        found = "/usr/sbin/pgbouncer"
+    return found
+
+
+def require_pgbouncer() -> str:
+    """pgbouncer's path, or skip (fail under CI) saying it is absent."""
+    binary = pgbouncer_binary()
+    if binary is None:
+        unavailable("pgbouncer is not installed (Debian: apt-get install pgbouncer)")
+    return binary
+
+
 class PgBouncer:
     """PgBouncer (Debian package `pgbouncer`) in front of the machine's PostgreSQL, on a free port, in
     transaction pooling: at most `pool_size` server connections per database, whatever the clients."""
 
     def __init__(self, pool_size: int = 10, mode: str = "transaction") -> None:
-        self.binary = shutil.which("pgbouncer") or "/usr/sbin/pgbouncer"
-        if not os.path.exists(self.binary):
-            unavailable("pgbouncer is not installed (Debian: apt-get install pgbouncer)")
+        self.binary = require_pgbouncer()
         self.port = free_port()
         self.pool_size = pool_size
         self.dir = tempfile.mkdtemp(prefix="pgbouncer-test-")
