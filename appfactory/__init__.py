@@ -21,9 +21,9 @@ def create_app(overrides: Mapping[str, Any] | None = None) -> Flask:
     from appfactory.extensions import init_extensions
     from appfactory.identity.hooks import note_required_keys
     from appfactory.observability.logging import configure_logging
+    from appfactory.pipeline import register_pipeline
     from appfactory.web.application import ServiceFlask
     from appfactory.web.errors import register_error_handlers
-    from appfactory.web.hooks import register_hooks
     from appfactory.web.proxies import trust_proxies
     from appfactory.web.routing import register_converters
     from blueprints import register_blueprints
@@ -39,7 +39,7 @@ def create_app(overrides: Mapping[str, Any] | None = None) -> Flask:
 
     register_converters(app)
     init_extensions(app)
-    register_hooks(app)
+    register_pipeline(app)  # every request hook, in the order it runs
     register_error_handlers(app)
     register_blueprints(app)
     note_required_keys(app)  # which views need a key, known once every route is

@@ -1,18 +1,21 @@
-"""The extension instances, and the one place that binds them to an app, in the order they run."""
+"""The extension instances, and the one place that binds them to an app.
+
+Two register request hooks of their own when bound, Flask-Limiter and Flask-Cors: appfactory/pipeline.py
+binds them, at their hooks' place among the others.
+"""
 
 from __future__ import annotations
 
 from flask import Flask
 
-from appfactory import fastpath
 from appfactory.cache import cache, init_cache
 from appfactory.db.engine import db
-from appfactory.identity import hooks as identity
+from appfactory.identity.hooks import init_identity
 from appfactory.observability import metrics
 from appfactory.ratelimit import limiter, limiter_config
 from appfactory.redis.client import redis_client
 
-__all__ = ["cache", "db", "init_extensions", "limiter", "redis_client"]
+__all__ = ["cache", "db", "init_cors", "init_extensions", "limiter", "redis_client"]
 
 # What a browser script may read of a cross-origin answer (CORS_ORIGINS).
 EXPOSED_HEADERS = [
@@ -31,7 +34,7 @@ EXPOSED_HEADERS = [
 
 
 def init_extensions(app: Flask) -> None:
-    """Bind every extension to the app; none of them connects yet."""
+    """Bind the extensions without request hooks of their own; none of them connects yet."""
     db.init_app(app)
     redis_client.init_app(app)
     redis_state = app.extensions["redis"]
@@ -39,27 +42,18 @@ def init_extensions(app: Flask) -> None:
     for key, value in limiter_config(app.config, redis_state and redis_state.client).items():
         app.config.setdefault(key, value)
     init_cache(app)
-    identity.init_identity(app)
-    # The before-request hooks, in order: who presents which key (the limiter counts per key); which
-    # cache entry the limiter's Redis round trip reads for the view (appfactory/fastpath.py); the
-    # limiter; whether the key still stands (a revoked key is refused before any cached answer); a
-    # fresh entry answers the request.
-    app.before_request(identity.identify)
-    shared = app.extensions["response_cache"].shared
-    if shared:
-        app.before_request(fastpath.plan)
-    limiter.init_app(app)
-    app.before_request(identity.confirm)
-    if shared:
-        app.before_request(fastpath.answer)
+    init_identity(app)
     metrics.init_app(app)
-    if app.config["CORS_ORIGINS"]:  # off unless origins are named: browsers elsewhere get no answer
-        from flask_cors import CORS
 
-        CORS(
-            app,
-            origins=list(app.config["CORS_ORIGINS"]),
-            allow_headers=["Authorization", "Content-Type", "X-Request-ID"],
-            expose_headers=EXPOSED_HEADERS,
-            max_age=600,
-        )
+
+def init_cors(app: Flask) -> None:
+    """Flask-Cors for the origins CORS_ORIGINS names (browsers elsewhere get no answer)."""
+    from flask_cors import CORS
+
+    CORS(
+        app,
+        origins=list(app.config["CORS_ORIGINS"]),
+        allow_headers=["Authorization", "Content-Type", "X-Request-ID"],
+        expose_headers=EXPOSED_HEADERS,
+        max_age=600,
+    )

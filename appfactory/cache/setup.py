@@ -43,7 +43,6 @@ def init_cache(app: Flask) -> None:
         counters = Counters(client, redis_state.breaker, f"{namespace}:stats")
         state = ResponseCache(store, redis_state.breaker, counters, lock_s)
     app.extensions["response_cache"] = state
-    app.after_request(_x_cache_header)
 
 
 def backend_name() -> str:
@@ -54,7 +53,8 @@ def backend_name() -> str:
     return "redis" if redis_state.breaker.healthy else "bypass"
 
 
-def _x_cache_header(response: Response) -> Response:
+def x_cache_header(response: Response) -> Response:
+    """After-request: X-Cache, the outcome of the request's cached call (none: no header)."""
     if (status := cache_status()) is not None:
         response.headers.add("X-Cache", status)  # not set: nothing else writes it
     return response

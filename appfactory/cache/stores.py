@@ -16,7 +16,7 @@ import redis
 from cachelib import SimpleCache
 from flask import has_request_context
 
-from appfactory import fastpath
+from appfactory.cache import early
 from appfactory.compat import cachelib
 from appfactory.redis.client import REDIS_ERRORS
 from appfactory.resilience.breaker import Breaker
@@ -81,7 +81,7 @@ class RedisStore:
 
     def get(self, key: str) -> Entry | None:
         if has_request_context():
-            taken, raw = fastpath.take(self.redis_key(key))
+            taken, raw = early.take(self.redis_key(key))
             if taken:  # the rate limiter's round trip already read it
                 decoded, entry = self.decode(raw)
                 if decoded:

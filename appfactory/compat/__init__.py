@@ -1,11 +1,11 @@
 """Where the service uses private parts of libraries: one module per library, nowhere else.
 
 Each module names the version it was written and tested against (`TESTED`) and decides at import,
-with `fast_path(library, TESTED)`, whether to use its fast path (`FAST`). On any other installed
-version, or when the environment variable AIGEN_COMPAT_PUBLIC names the library (or says `all`),
-it takes the library's public way instead and logs one WARNING saying so. tests/compat/ runs every
-fast path beside its public way and asserts the same behaviour. docs/compat.md lists what each
-fast path buys, measured.
+with `private_way(library, TESTED)`, whether to take its private way (`PRIVATE`). On any other
+installed version, or when the environment variable AIGEN_COMPAT_PUBLIC names the library (or says
+`all`), it takes the library's public way instead and logs one WARNING saying so. tests/compat/ runs
+every private way beside its public way and asserts the same behaviour. docs/compat.md lists what
+each private way buys, measured.
 """
 
 from __future__ import annotations
@@ -26,7 +26,7 @@ def forced_public(library: str) -> bool:
     return "all" in names or library.lower() in names
 
 
-def fast_path(library: str, tested: str) -> bool:
+def private_way(library: str, tested: str) -> bool:
     """True when the installed `library` is the `tested` version; else one WARNING, and False."""
     try:
         installed = version(library)
@@ -37,7 +37,7 @@ def fast_path(library: str, tested: str) -> bool:
         return False
     if installed != tested:
         log.warning(
-            "%s %s is installed, its fast path was tested against %s: using the library's public way",
+            "%s %s is installed, its private way was tested against %s: using the library's public way",
             library,
             installed,
             tested,

@@ -9,15 +9,15 @@ from __future__ import annotations
 
 from typing import Any
 
-from appfactory.compat import fast_path
+from appfactory.compat import private_way
 
 TESTED = "0.17.0"
-FAST = fast_path("cachelib", TESTED)
+PRIVATE = private_way("cachelib", TESTED)
 
 
 def decode(backend: Any, raw: bytes | None) -> tuple[bool, Any]:
     """(True, value) decoded from `raw` as `backend.get` would return it; (False, None) when only
     a `backend.get` of its own can tell (the public way)."""
-    if not FAST:
+    if not PRIVATE:
         return False, None
     return True, backend.serializer.loads(raw)

@@ -27,11 +27,11 @@ from flask_limiter.errors import RateLimitExceeded
 from flask_limiter.util import get_qualified_name
 from werkzeug.local import LocalProxy
 
-from appfactory.compat import fast_path
+from appfactory.compat import private_way
 from appfactory.resilience.pools import PoolExhausted
 
 TESTED = "4.1.1"
-FAST = fast_path("Flask-Limiter", TESTED)
+PRIVATE = private_way("Flask-Limiter", TESTED)
 
 
 class ResolvedOnce(LimitManager):
@@ -227,6 +227,6 @@ class PlannedChecks:
 
 def limiter_base() -> type[Limiter]:
     """The Limiter class to build on: with the planned checks on the tested version, else as it comes."""
-    if not FAST:
+    if not PRIVATE:
         return Limiter
     return type("PlannedLimiter", (PlannedChecks, Limiter), {"__doc__": PlannedChecks.__doc__})

@@ -3,7 +3,7 @@
 limits' own sliding-window acquire answers only true or false, so the response headers would ask
 Redis again for the window, and the cache would GET its entry in a third round trip. The script
 below is limits' `acquire_sliding_window.lua` answering with the window's counts too, and reading
-more keys when asked (a cache entry, the API keys' revocation version: appfactory/fastpath.py); it
+more keys when asked (a cache entry, the API keys' revocation version: appfactory/readahead.py); it
 uses limits' window keys (private methods of its Redis storage) and the window arithmetic of its
 sliding-window strategy. The public way is `acquire_sliding_window_entry`,
 with the headers from Flask-Limiter's own window query (docs/compat.md).
@@ -17,11 +17,11 @@ from typing import Any, NamedTuple
 
 from limits.storage import RedisClusterStorage, RedisStorage
 
-from appfactory.compat import fast_path
+from appfactory.compat import private_way
 from appfactory.compat import redis as compat_redis
 
 TESTED = "5.8.0"
-FAST = fast_path("limits", TESTED)
+PRIVATE = private_way("limits", TESTED)
 
 # KEYS[1], KEYS[2]: the previous and current window; KEYS[3...], when given, keys to read as well.
 ACQUIRE_AND_READ = """
@@ -123,5 +123,5 @@ def redis_storage(uri: str, **options: Any) -> RedisStorage:
     """limits' Redis storage, with the one-call acquire on the tested version (`RedisWindows`, or on
     Redis Cluster `RedisClusterWindows`); else limits' own."""
     if uri.startswith("redis+cluster:"):
-        return (RedisClusterWindows if FAST else RedisClusterStorage)(uri, **options)
-    return (RedisWindows if FAST else RedisStorage)(uri, **options)
+        return (RedisClusterWindows if PRIVATE else RedisClusterStorage)(uri, **options)
+    return (RedisWindows if PRIVATE else RedisStorage)(uri, **options)

@@ -13,10 +13,10 @@ from __future__ import annotations
 
 import os
 
-from appfactory.compat import fast_path
+from appfactory.compat import private_way
 
 TESTED = "0.26.0"
-FAST = fast_path("prometheus_client", TESTED)
+PRIVATE = private_way("prometheus_client", TESTED)
 
 # Types whose samples add up across processes; live gauges are dropped by mark_process_dead.
 _SUMMED = ("counter", "histogram", "summary")
@@ -24,7 +24,7 @@ _SUMMED = ("counter", "histogram", "summary")
 
 def archive_dead_worker(directory: str, pid: int) -> int:
     """Add the dead `pid`'s counts into the archive files and remove its files; returns how many went."""
-    if not FAST:
+    if not PRIVATE:
         return 0
     from prometheus_client.mmap_dict import MmapedDict
 

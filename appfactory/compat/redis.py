@@ -25,10 +25,10 @@ import redis
 from redis.connection import Connection
 from redis.exceptions import NoScriptError, ResponseError
 
-from appfactory.compat import fast_path
+from appfactory.compat import private_way
 
 TESTED = "8.1.0"
-FAST = fast_path("redis", TESTED)
+PRIVATE = private_way("redis", TESTED)
 
 # A pinned connection unused for this long is checked before its next call (one poll of its socket).
 CHECK_IDLE_AFTER_S = 1.0
@@ -36,7 +36,7 @@ CHECK_IDLE_AFTER_S = 1.0
 
 def script(client: redis.Redis, source: str) -> Callable[[list[str], list[Any]], Any]:
     """`source` as a callable `(keys, args) -> reply`: pinned per thread, or redis-py's Script."""
-    if FAST and not cooperative():
+    if PRIVATE and not cooperative():
         return PinnedScript(client, source)
     registered = client.register_script(source)
     return lambda keys, args: registered(keys=keys, args=args)

@@ -14,10 +14,10 @@ from spectree.plugins.base import Context
 from spectree.plugins.flask_plugin import FlaskPlugin
 from spectree.utils import get_multidict_items
 
-from appfactory.compat import fast_path
+from appfactory.compat import private_way
 
 TESTED = "3.0.0"
-FAST = fast_path("spectree", TESTED)
+PRIVATE = private_way("spectree", TESTED)
 
 _NO_BODY = frozenset({"GET", "DELETE"})
 
@@ -41,4 +41,4 @@ class LeanFlaskPlugin(FlaskPlugin):
 
 
 # The backend `appfactory.contract` gives its SpecTree.
-PLUGIN = LeanFlaskPlugin if FAST else FlaskPlugin
+PLUGIN = LeanFlaskPlugin if PRIVATE else FlaskPlugin

@@ -10,10 +10,10 @@ from __future__ import annotations
 
 from werkzeug.datastructures import Headers
 
-from appfactory.compat import fast_path
+from appfactory.compat import private_way
 
 TESTED = "3.1.9"
-FAST = fast_path("werkzeug", TESTED)
+PRIVATE = private_way("werkzeug", TESTED)
 
 # Headers werkzeug's get_wsgi_headers may rewrite, lower-cased.
 _FIXED_UP = frozenset({"location", "content-location"})
@@ -21,7 +21,7 @@ _FIXED_UP = frozenset({"location", "content-location"})
 
 def unchanged_copy(status: int, headers: Headers) -> Headers | None:
     """The copy `get_wsgi_headers` would return when it changes nothing; None: ask werkzeug."""
-    if not FAST or status < 200 or status in (204, 304):
+    if not PRIVATE or status < 200 or status in (204, 304):
         return None
     items = headers._list  # noqa: SLF001
     has_length = False

@@ -16,8 +16,7 @@ from flask import Flask
 from pydantic import BaseModel
 
 from appfactory.contract.validation import contract
-from appfactory.serving import REQUEST_LINE_BYTES
-from appfactory.web.routing import MAX_ID
+from appfactory.web.routing import MAX_ID, REQUEST_LINE_BYTES
 
 _ERROR = {"application/json": {"schema": {"$ref": "#/components/schemas/ErrorEnvelope"}}}
 _STRING, _INTEGER = {"type": "string"}, {"type": "integer"}

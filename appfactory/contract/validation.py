@@ -88,7 +88,7 @@ def answers(status: int = 200, model: type[BaseModel] | None = None, *errors: in
 
 def query_of(model: type[Model]) -> Model:
     """The request's query string parsed by `model`, as `contract.validate` parses it, for code that
-    runs before the view (the cache's fast path); a 422 when it does not fit."""
+    runs before the view (the cache's early answer); a 422 when it does not fit."""
     values = {name: (found[0] if len(found) == 1 else found) for name, found in request.args.lists()}
     try:
         return model.model_validate(values)

@@ -15,12 +15,11 @@ from contextlib import contextmanager
 from queue import SimpleQueue
 from typing import Any, TypeVar
 
-from flask import Flask, Response, current_app, g, has_app_context
+from flask import Flask, current_app, g, has_app_context
 from sqlalchemy import Engine, create_engine, event, exc, text
 from sqlalchemy.engine import Connection, make_url
 
 from appfactory.db.models import SCHEMA_REVISION
-from appfactory.web.errors import ApiError, error_response, unexpected_error
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -144,7 +143,6 @@ class Database:
         app.extensions["db"] = build_engine(app.config)
         app.extensions["db_probe"] = _Probe()
         app.teardown_appcontext(self._release)
-        app.register_error_handler(exc.ProgrammingError, _schema_not_ready)
 
     @property
     def engine(self) -> Engine:
@@ -295,19 +293,6 @@ def _schema_state(engine: Engine) -> str:
         log.warning("Database probe failed: %s", error.__class__.__name__)
         return DOWN
     return CURRENT if revision == SCHEMA_REVISION else BEHIND
-
-
-def _schema_not_ready(error: exc.ProgrammingError) -> Response:
-    """A table the code reads is not there: the database came up after the service and the schema
-    is still being brought to head (gunicorn.conf.py). A 503, like any database not ready."""
-    if not missing_table(error):
-        return unexpected_error(error)
-    log.warning("Database schema not at head: %s", str(error.orig).strip().splitlines()[0])
-    return error_response(
-        ApiError(
-            503, "The database is not ready yet; try again shortly.", "database_unavailable", retry_after=2
-        )
-    )
 
 
 def missing_table(error: exc.DBAPIError) -> bool:

@@ -18,7 +18,7 @@ SIGNUP_DISABLED = "Sign-up is closed: an administrator creates accounts."
 def requires_key(unless: str | None = None) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
     """Mark a view that needs a valid key; `unless` names a config flag that admits anonymous callers.
 
-    Checked by the identity hook before the view and before any cached answer (appfactory/fastpath.py).
+    Checked by the identity hook before the view and before any cached answer (appfactory/cache/early.py).
     """
 
     def mark(view: Callable[..., Any]) -> Callable[..., Any]:

@@ -93,7 +93,7 @@ def _key_in_query(args) -> bool:
 
 
 def init_identity(app: Flask) -> None:
-    """The app's verifier; the hooks are installed by init_extensions, around the limiter's."""
+    """The app's verifier; the hooks run around the limiter's (appfactory/pipeline.py)."""
     state = app.extensions["redis"]
     app.extensions["identity"] = KeyVerifier(
         state.client if state is not None else None,

@@ -2,7 +2,7 @@
 
 Every revocation (a key revoked, a user deleted) writes a new random value to one Redis key, the
 revocation version. A remembered key carries the version current before it was read from the
-database; the rate limiter's round trip reads the version on every request (`fastpath.read_along`),
+database; the rate limiter's round trip reads the version on every request (`readahead.read_along`),
 and a remembered key under another version is read again. So verifying a remembered key costs no
 database round trip and no Redis round trip of its own, and a revocation reaches every worker and
 instance on its next request. Without Redis (one worker, but `flask keys revoke` runs in another
@@ -22,7 +22,7 @@ from datetime import datetime, timedelta
 
 import redis
 
-from appfactory import fastpath
+from appfactory import readahead
 from appfactory.db.engine import db, retried_read
 from appfactory.db.models import as_utc, utcnow
 from appfactory.identity import store, tokens
@@ -82,7 +82,7 @@ class KeyVerifier:
             return refused()
         if self.version_key is None:
             return self._look_up(presented, UNKNOWN)
-        fastpath.read_along(self.version_key)
+        readahead.read_along(self.version_key)
         held = self._remembered.get(presented.key_id)
         if held is not None:
             record, version, until = held
@@ -94,7 +94,7 @@ class KeyVerifier:
         """After the rate limiter: a remembered key still stands, or is read again."""
         if self.version_key is None or credentials.state == REFUSED:
             return
-        read, value = fastpath.found(self.version_key)
+        read, value = readahead.found(self.version_key)
         if credentials.state == VERIFIED:  # read from the database this very request
             if read:
                 self._note(value)

@@ -114,7 +114,7 @@ def track_pool(engine: Engine) -> None:
 
 
 def multiprocess_dir() -> str | None:
-    """The directory worker processes share metrics through, when gunicorn.conf.py set one."""
+    """The directory worker processes share metrics through, when gunicorn's master named one."""
     return os.environ.get("PROMETHEUS_MULTIPROC_DIR") or None
 
 

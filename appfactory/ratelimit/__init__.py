@@ -4,6 +4,22 @@
 counters (storage.py), the headers (headers.py) and docs/ratelimit.md say how.
 """
 
-from appfactory.ratelimit.limiter import client_key, limiter, limiter_config, policy_limit, storage_name
+from appfactory.ratelimit.limiter import (
+    client_key,
+    count_keys_by,
+    limiter,
+    limiter_config,
+    policy_limit,
+    storage_name,
+    write_limit_headers,
+)
 
-__all__ = ["client_key", "limiter", "limiter_config", "policy_limit", "storage_name"]
+__all__ = [
+    "client_key",
+    "count_keys_by",
+    "limiter",
+    "limiter_config",
+    "policy_limit",
+    "storage_name",
+    "write_limit_headers",
+]

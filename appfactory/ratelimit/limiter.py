@@ -15,7 +15,6 @@ from prometheus_client import Counter
 from redis import Redis
 
 from appfactory.compat.flask_limiter import limiter_base
-from appfactory.identity.context import current_key_id
 from appfactory.ratelimit.headers import breach_message, policy_of, write_headers
 from appfactory.redis.client import client_options, cluster_options, is_cluster
 from appfactory.web.addresses import budget_key
@@ -29,10 +28,25 @@ limited_total = Counter(
 )
 
 
+def _no_key() -> int | None:
+    return None
+
+
+# Which API key the request presented, as the service's key check says (count_keys_by).
+_presented_key_id: Callable[[], int | None] = _no_key
+
+
+def count_keys_by(presented_key_id: Callable[[], int | None]) -> None:
+    """Budget a request per API key: `presented_key_id()` is the id of the key it presented, None when
+    it presented none (or one that was refused). Until told, every client is its address."""
+    global _presented_key_id
+    _presented_key_id = presented_key_id
+
+
 def client_key() -> str:
     """The API key the request presented (unless refused), else the client's address (an IPv6 one by
     its /64), as TRUSTED_PROXIES resolved it."""
-    key_id = current_key_id()
+    key_id = _presented_key_id()
     if key_id is not None:
         return f"key:{key_id}"
     return budget_key(request.remote_addr)
@@ -88,11 +102,11 @@ def _scope(config_key: str, name: str) -> Callable[[str], str]:
 
 
 def _request_identifier() -> str:
-    # Unknown paths and methods under /api/ have no endpoint; name them so they are limited too.
+    # Unknown paths and methods under /api/ and /v1/ have no endpoint; name them so they are limited too.
     req = request._get_current_object()
     if req.endpoint:
         return req.endpoint
-    return "api" if req.path.startswith("/api/") else ""
+    return "api" if req.path.startswith(("/api/", "/v1/")) else ""
 
 
 def _breach_message() -> str:
@@ -111,13 +125,12 @@ def policy_limit(config_key: str, name: str) -> Any:
 
 
 class ServiceLimiter(limiter_base()):  # type: ignore[misc]
-    """Flask-Limiter with the response headers written from the hit's own window."""
+    """Flask-Limiter, with its storage (None while disabled) in `app.extensions["ratelimit"]`."""
 
     def init_app(self, app: Flask) -> None:
+        # Flask-Limiter registers its own request hooks here: appfactory/pipeline.py binds it at their place.
         super().init_app(app)
         app.extensions["ratelimit"] = self.storage if self.enabled else None
-        if self.enabled:
-            app.after_request(_write_headers)
 
 
 limiter = ServiceLimiter(
@@ -143,7 +156,8 @@ def _exempt() -> bool:
     return any(path == base or path.startswith(base + "/") for base in EXEMPT_PATHS)
 
 
-def _write_headers(response: Response) -> Response:
+def write_limit_headers(response: Response) -> Response:
+    """After-request hook: the rate-limit headers, from the hit's own window (no second round trip)."""
     return write_headers(response, limiter.current_limit)
 
 
@@ -162,7 +176,7 @@ def limiter_config(config: dict[str, Any], redis: Redis | None = None) -> dict[s
         "RATELIMIT_STORAGE_URI": f"aigen+{config.get('REDIS_URL') or 'memory://'}",
         "RATELIMIT_STORAGE_OPTIONS": options,
         "RATELIMIT_STRATEGY": "sliding-window-counter",
-        # Written by _write_headers from the hit's own result (Flask-Limiter would ask Redis again).
+        # Written by write_limit_headers from the hit's own result (Flask-Limiter would ask Redis again).
         "RATELIMIT_HEADERS_ENABLED": False,
         "RATELIMIT_SWALLOW_ERRORS": True,
     }

@@ -11,7 +11,7 @@ from limits.storage import MemoryStorage, Storage
 from limits.storage.base import SlidingWindowCounterSupport
 from prometheus_client import Gauge
 
-from appfactory import fastpath
+from appfactory import readahead
 from appfactory.compat import limits as compat_limits
 from appfactory.compat.limits import Window, window_of
 from appfactory.observability.timing import record
@@ -96,23 +96,23 @@ class LimitStorage(Storage, SlidingWindowCounterSupport):
                 self._failed(exc)
         share = self.share(limit)
         acquired = self.memory.acquire_sliding_window_entry(key, share, expiry, amount)
-        if not compat_limits.FAST:
+        if not compat_limits.PRIVATE:
             return acquired, None  # the headers ask Flask-Limiter for the window
         return acquired, window_of(share, expiry, self.memory.get_sliding_window(key, expiry))
 
     def _acquire_on_redis(
         self, key: str, limit: int, expiry: int, amount: int, in_request: bool
     ) -> tuple[bool, Window | None]:
-        if not compat_limits.FAST:
+        if not compat_limits.PRIVATE:
             acquired = self.redis.acquire_sliding_window_entry(key, limit, expiry, amount)
             self._succeeded()
             return acquired, None
-        ahead = fastpath.wanted() if in_request and self.reads_along else None
+        ahead = readahead.wanted() if in_request and self.reads_along else None
         started = time.perf_counter()
         acquired, counts, values = self.redis.acquire_window(
             key, limit, expiry, amount, ahead.keys if ahead is not None else ()
         )
-        if in_request:  # Server-Timing: the round trip that also read ahead (appfactory/fastpath.py)
+        if in_request:  # Server-Timing: the round trip that also read ahead (appfactory/readahead.py)
             record("ratelimit", (time.perf_counter() - started) * 1000.0)
             if ahead is not None:
                 ahead.deliver(values)

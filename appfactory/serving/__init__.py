@@ -1,5 +1,3 @@
-"""What runs the app under gunicorn, besides its configuration file (gunicorn.conf.py)."""
-
-# The longest request line gunicorn accepts (its maximum, `limit_request_line`): what bounds a GET's
-# prompt. The document (/openapi.json) tells clients; POST takes longer prompts.
-REQUEST_LINE_BYTES = 8190
+"""What runs the app under gunicorn, besides its settings (gunicorn.conf.py): the master's start-up and
+clean-up (master.py), the metrics directory's care (metrics_dir.py), the worker classes (cooperative.py,
+threaded.py) and the JSON answer to gunicorn's own refusals (refusals.py)."""

@@ -6,10 +6,11 @@ import logging
 import math
 
 from flask import Flask, Response, current_app
-from sqlalchemy.exc import DBAPIError, OperationalError
+from sqlalchemy.exc import DBAPIError, OperationalError, ProgrammingError
 from sqlalchemy.exc import TimeoutError as PoolTimeout
 from werkzeug.exceptions import HTTPException, InternalServerError
 
+from appfactory.db.engine import missing_table
 from appfactory.resilience.pools import PoolExhausted
 
 log = logging.getLogger(__name__)
@@ -125,6 +126,19 @@ def _database_error(err: DBAPIError | PoolTimeout) -> Response:
     return error_response(_database_unavailable())
 
 
+def _schema_not_ready(err: ProgrammingError) -> Response:
+    """A table the code reads is not there: the database came up after the service and the schema
+    is still being brought to head (appfactory/serving/master.py). A 503, like any database not ready."""
+    if not missing_table(err):
+        return unexpected_error(err)
+    log.warning("Database schema not at head: %s", str(err.orig).strip().splitlines()[0])
+    return error_response(
+        ApiError(
+            503, "The database is not ready yet; try again shortly.", "database_unavailable", retry_after=2
+        )
+    )
+
+
 def unexpected_error(err: Exception) -> Response:
     """A bug: logged with its traceback, answered 500 without one."""
     original = getattr(err, "original_exception", None) or err
@@ -140,5 +154,6 @@ def register_error_handlers(app: Flask) -> None:
     app.register_error_handler(HTTPException, _http_error)
     app.register_error_handler(OperationalError, _database_error)
     app.register_error_handler(PoolTimeout, _database_error)
+    app.register_error_handler(ProgrammingError, _schema_not_ready)
     app.register_error_handler(PoolExhausted, _pool_exhausted)
     app.register_error_handler(InternalServerError, unexpected_error)

@@ -1,4 +1,7 @@
-"""Per-request bookkeeping: request id, timing headers, one log line and the request metrics."""
+"""Per-request bookkeeping: request id, timing headers, one log line and the request metrics.
+
+`start` is the first before-request hook and `finisher(app)` the last after-request one
+(appfactory/pipeline.py registers them)."""
 
 from __future__ import annotations
 
@@ -27,7 +30,8 @@ def new_request_id() -> str:
     return f"{random.getrandbits(128):032x}"
 
 
-def _start() -> None:
+def start() -> None:
+    """Before-request: the request's trace, under the caller's request id when it is a sane one."""
     incoming = request.environ.get("HTTP_X_REQUEST_ID", "")
     start_trace(incoming if _SANE_REQUEST_ID.fullmatch(incoming) else new_request_id())
 
@@ -65,7 +69,8 @@ def _observer(app: Flask) -> Callable[[Request, Response, float, str], None]:
     return observe
 
 
-def _finisher(app: Flask) -> Callable[[Response], Response]:
+def finisher(app: Flask) -> Callable[[Response], Response]:
+    """The after-request hook that measures the request: metrics, the request line and the headers."""
     observe = _observer(app)
 
     def finish(response: Response) -> Response:
@@ -89,10 +94,3 @@ def _finisher(app: Flask) -> Callable[[Response], Response]:
         return response
 
     return finish
-
-
-def register_hooks(app: Flask) -> None:
-    """Install the request hooks; the timer starts first and the headers are written last."""
-    app.before_request_funcs.setdefault(None, []).insert(0, _start)
-    # after_request functions run last-registered first: index 0 runs after every other one.
-    app.after_request_funcs.setdefault(None, []).insert(0, _finisher(app))

@@ -1,4 +1,4 @@
-"""URL converters shared by the blueprints."""
+"""URL converters shared by the blueprints, and the bounds of a request's URL the document tells."""
 
 from __future__ import annotations
 
@@ -6,6 +6,9 @@ from flask import Flask
 from werkzeug.routing import IntegerConverter
 
 MAX_ID = 2**31 - 1
+# The longest request line gunicorn accepts (its maximum, `limit_request_line` in gunicorn.conf.py): what
+# bounds a GET's prompt. The document (/openapi.json) tells clients; POST takes longer prompts.
+REQUEST_LINE_BYTES = 8190
 
 
 def at_most(limit: int) -> str:

@@ -2,8 +2,8 @@
 
 from flask import current_app
 
+from appfactory.cache import answers_fresh_hits
 from appfactory.contract import answers, contract, query_of
-from appfactory.fastpath import answers_fresh_hits
 from appfactory.identity.access import requires_key
 from appfactory.web.validation import invalid
 from blueprints.ai import bp, service
@@ -33,7 +33,7 @@ def _query_entry() -> str:
     return service.entry_key(_prompt(query.prompt), **_options(query))
 
 
-# A fresh cached answer is served before this view runs, on its behalf (appfactory/fastpath.py): the
+# A fresh cached answer is served before this view runs, on its behalf (appfactory/cache/early.py): the
 # rate limiter's Redis round trip reads the entry, so a HIT costs that one round trip.
 @bp.get("/generate")
 @contract.validate(resp=answers(200, Answer, 502, 504), tags=["ai"])

@@ -13,7 +13,7 @@ from appfactory.identity.access import (
     requires_key,
     signup_gate,
 )
-from appfactory.ratelimit.signups import signup_limits, spend_signup_budget
+from appfactory.identity.signups import signup_limits, spend_signup_budget
 from blueprints.users import bp, store
 from blueprints.users.schemas import NewUser, NewUserWithKey, User, UserChanges
 

@@ -23,7 +23,7 @@ def test_decoding_the_raw_bytes_equals_a_get(monkeypatch):
             raw = client.get(f"{prefix}k{n}")
             assert compat_cachelib.decode(backend, raw) == (True, backend.get(f"k{n}"))
         assert compat_cachelib.decode(backend, None) == (True, None)  # absent: as get answers
-        monkeypatch.setattr(compat_cachelib, "FAST", False)
+        monkeypatch.setattr(compat_cachelib, "PRIVATE", False)
         assert compat_cachelib.decode(backend, client.get(f"{prefix}k0")) == (False, None)
     finally:
         for n in range(len(VALUES)):

@@ -16,13 +16,13 @@ from tests.support.services import REDIS_URL, RedisClusterNodes, require_redis
 def test_verdicts_counts_and_windows_match_limits_own(monkeypatch):
     require_redis()
     prefix = key_namespace()
-    fast = RedisWindows(REDIS_URL, key_prefix=f"{prefix}:fast")
+    private = RedisWindows(REDIS_URL, key_prefix=f"{prefix}:private")
     public = RedisStorage(REDIS_URL, key_prefix=f"{prefix}:public")
     item = RateLimitItemPerMinute(5)
     strategy = SlidingWindowCounterRateLimiter(public)
     key = item.key_for("client")
     for _ in range(7):
-        acquired, counts, read = fast.acquire_window(key, 5, 60, 1)
+        acquired, counts, read = private.acquire_window(key, 5, 60, 1)
         assert acquired == public.acquire_sliding_window_entry(key, 5, 60, 1)
         assert read == []
         assert counts[0::2] == public.get_sliding_window(key, 60)[0::2]  # the counts; TTLs differ by ms
@@ -33,17 +33,17 @@ def test_verdicts_counts_and_windows_match_limits_own(monkeypatch):
         # left, mod expiry), ours says a full window ahead: the one difference, on purpose.
         gap = window.reset_at - stats.reset_time
         assert abs(gap) < 1.0 or abs(gap - 60) < 1.0, gap
-    fast.storage.delete(*fast.storage.keys(f"{prefix}:*"))
+    private.storage.delete(*private.storage.keys(f"{prefix}:*"))
 
 
 def test_on_a_cluster_the_one_call_acquire_counts_as_limits_cluster_storage():
     nodes = RedisClusterNodes(3).start()
     try:
-        fast = RedisClusterWindows(nodes.url, key_prefix="fast")  # limits' scheme is the service's
+        private = RedisClusterWindows(nodes.url, key_prefix="private")  # limits' scheme is the service's
         public = RedisClusterStorage(nodes.url, key_prefix="public")
         for client in ("a", "b", "c"):  # clients whose windows land in different slots
             for _ in range(7):
-                acquired, counts, read = fast.acquire_window(client, 5, 60, 1)
+                acquired, counts, read = private.acquire_window(client, 5, 60, 1)
                 assert acquired == public.acquire_sliding_window_entry(client, 5, 60, 1)
                 assert read == []
                 assert counts[0::2] == public.get_sliding_window(client, 60)[0::2]

@@ -52,6 +52,6 @@ def test_archiving_dead_workers_keeps_every_count(tmp_path, monkeypatch):
         ["counter_archive.db", "histogram_archive.db", f"counter_{third}.db", f"histogram_{third}.db"]
     )
 
-    monkeypatch.setattr(compat_prometheus, "FAST", False)  # the public way: the files stay
+    monkeypatch.setattr(compat_prometheus, "PRIVATE", False)  # the public way: the files stay
     assert compat_prometheus.archive_dead_worker(directory, third) == 0
     assert f"counter_{third}.db" in os.listdir(directory) and _samples(directory) == before

@@ -1,4 +1,4 @@
-"""The whole service on every library's public way answers exactly as on the fast paths."""
+"""The whole service on every library's public way answers exactly as on the private ways."""
 
 from __future__ import annotations
 
@@ -34,18 +34,18 @@ def _run(tmp_path, name: str, public: str | None) -> tuple[list, str]:
     return json.loads(answers), "\n".join([*logged, done.stderr])
 
 
-def test_every_public_way_answers_as_the_fast_paths_do(tmp_path):
+def test_every_public_way_answers_as_the_private_ways_do(tmp_path):
     require_redis()
     clear_of_minute_edge()
-    fast, fast_err = _run(tmp_path, "fast", None)
+    private, private_err = _run(tmp_path, "private", None)
     public, public_err = _run(tmp_path, "public", "all")
-    retry_in = [(a.pop("retry_in"), b.pop("retry_in")) for a, b in zip(fast, public, strict=True)]
-    assert public == fast
+    retry_in = [(a.pop("retry_in"), b.pop("retry_in")) for a, b in zip(private, public, strict=True)]
+    assert public == private
     assert all((f is None) == (p is None) and abs((f or 0) - (p or 0)) <= 1 for f, p in retry_in), retry_in
-    assert [answer["status"] for answer in fast] == [200, 200, 422, 201, 200, 200, 200, 404, 429, 200, 401]
-    assert [answer["headers"]["X-Cache"] for answer in fast[:2]] == ["MISS", "HIT"]
-    assert fast[8]["headers"]["Retry-After"] is True
-    assert fast[10]["headers"]["WWW-Authenticate"] is not None  # revoked: refused at once
-    assert "public way" not in fast_err
+    assert [answer["status"] for answer in private] == [200, 200, 422, 201, 200, 200, 200, 404, 429, 200, 401]
+    assert [answer["headers"]["X-Cache"] for answer in private[:2]] == ["MISS", "HIT"]
+    assert private[8]["headers"]["Retry-After"] is True
+    assert private[10]["headers"]["WWW-Authenticate"] is not None  # revoked: refused at once
+    assert "public way" not in private_err
     for library in LIBRARIES:
         assert public_err.count(f"{library}: using the public way") == 1, public_err

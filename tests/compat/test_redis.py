@@ -110,11 +110,11 @@ def test_the_pinned_script_answers_as_redis_pys_script(server, monkeypatch):
     from appfactory.compat import redis as compat_redis
 
     client = redis.Redis.from_url(server.url)
-    fast = compat_redis.script(client, INCR)
-    monkeypatch.setattr(compat_redis, "FAST", False)
+    private = compat_redis.script(client, INCR)
+    monkeypatch.setattr(compat_redis, "PRIVATE", False)
     public = compat_redis.script(client, INCR)
-    assert isinstance(fast, PinnedScript) and not isinstance(public, PinnedScript)
-    replies = [fast(["n"], [2]), public(["n"], [3]), fast(["n"], [1]), public(["n"], [-6])]
+    assert isinstance(private, PinnedScript) and not isinstance(public, PinnedScript)
+    replies = [private(["n"], [2]), public(["n"], [3]), private(["n"], [1]), public(["n"], [-6])]
     assert replies == [2, 5, 6, 0]
     client.script_flush()  # both load the script again by themselves
-    assert (fast(["n"], [1]), public(["n"], [1])) == (1, 2)
+    assert (private(["n"], [1]), public(["n"], [1])) == (1, 2)

@@ -1,4 +1,4 @@
-"""Every compat module takes its fast path only on the version it was tested against."""
+"""Every compat module takes its private way only on the version it was tested against."""
 
 from __future__ import annotations
 
@@ -30,17 +30,17 @@ MODULES = {
 
 
 @pytest.mark.parametrize("library", sorted(MODULES))
-def test_the_pinned_version_is_the_tested_one_and_takes_the_fast_path(library):
+def test_the_pinned_version_is_the_tested_one_and_takes_the_private_way(library):
     module = MODULES[library]
     assert version(library) == module.TESTED, (
-        f"requirements.txt pins another {library}: re-test its fast path"
+        f"requirements.txt pins another {library}: re-test its private way"
     )
-    assert module.FAST is True
+    assert module.PRIVATE is True
 
 
 def test_another_version_takes_the_public_way_with_one_warning(caplog):
     with caplog.at_level(logging.WARNING, logger="appfactory.compat"):
-        assert compat.fast_path("werkzeug", "0.0.1") is False
+        assert compat.private_way("werkzeug", "0.0.1") is False
     [record] = caplog.records
     assert "werkzeug" in record.getMessage() and "0.0.1" in record.getMessage()
     assert "public way" in record.getMessage()
@@ -49,8 +49,8 @@ def test_another_version_takes_the_public_way_with_one_warning(caplog):
 def test_the_environment_can_force_the_public_way(monkeypatch, caplog):
     monkeypatch.setenv(compat.PUBLIC_ENV, "redis, limits")
     with caplog.at_level(logging.WARNING, logger="appfactory.compat"):
-        assert compat.fast_path("redis", version("redis")) is False
-        assert compat.fast_path("werkzeug", version("werkzeug")) is True
+        assert compat.private_way("redis", version("redis")) is False
+        assert compat.private_way("werkzeug", version("werkzeug")) is True
     assert len(caplog.records) == 1
     monkeypatch.setenv(compat.PUBLIC_ENV, "all")
-    assert compat.fast_path("werkzeug", version("werkzeug")) is False
+    assert compat.private_way("werkzeug", version("werkzeug")) is False

@@ -36,5 +36,5 @@ def test_a_plain_json_response_takes_the_fast_copy():
 
 
 def test_the_public_way_always_defers_to_werkzeug(monkeypatch):
-    monkeypatch.setattr(compat_werkzeug, "FAST", False)
+    monkeypatch.setattr(compat_werkzeug, "PRIVATE", False)
     assert compat_werkzeug.unchanged_copy(200, RESPONSES[0]().headers) is None

@@ -1,5 +1,5 @@
 """Requests are held to their schemas: JSON types as declared, unknown fields and query parameters
-refused, every fault a 422 naming the field, on the fast path of a cached answer too."""
+refused, every fault a 422 naming the field, on the early answer of a cached entry too."""
 
 from __future__ import annotations
 

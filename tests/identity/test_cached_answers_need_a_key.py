@@ -1,5 +1,5 @@
 """A cached answer is never served to a caller the view would refuse: OPTIONS, HEAD and GET without a
-key, on every route, after a key filled the cache (real Redis: the early answer of appfactory/fastpath.py)."""
+key, on every route, after a key filled the cache (real Redis: the early answer of cache/early.py)."""
 
 import re
 

@@ -396,7 +396,7 @@ def test_tokens_parse_only_their_own_shape():
 def test_a_hit_with_a_remembered_key_costs_the_one_round_trip_and_no_statement(new_app):
     from tests.support.headers import server_timing
     from tests.support.services import RedisServer
-    from tests.test_fastpath import _client_commands
+    from tests.test_readahead import _client_commands
 
     server = RedisServer().start()
     try:
