@@ -13,6 +13,7 @@ import orjson
 from flask import Response, current_app, has_request_context, request
 from pydantic import BaseModel
 
+from appfactory.cache.control import request_control
 from appfactory.cache.flow import NotCacheable, ResponseCache
 from appfactory.cache.outcomes import MISS, note_status
 
@@ -143,10 +144,11 @@ def _check_prefix(key_prefix: str) -> None:
 
 
 def _fetch(state: ResponseCache, prefix: str, key: str, ttl: int | str, compute: Callable[[], Any]) -> Any:
-    """The value for `key`, its outcome noted for X-Cache (g outside a request: the app context's)."""
+    """The value for `key`, its outcome noted for X-Cache and Cache-Status (g outside a request: the app
+    context's), as the request's Cache-Control allows (control.py)."""
     seconds = ttl if isinstance(ttl, int) else current_app.config[ttl]
     note_status(MISS)  # what X-Cache says should the computation fail
-    outcome, value = state.fetch(prefix, key, seconds, compute)
+    outcome, value = state.fetch(prefix, key, seconds, compute, request_control())
     note_status(outcome)
     return value
 

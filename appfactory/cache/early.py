@@ -18,9 +18,13 @@ from typing import Any
 
 from flask import current_app, g, request
 
+from appfactory.cache.control import NONE, Control, request_control
 from appfactory.readahead import SLOT, request_read_ahead
 from appfactory.web.errors import ApiError
 
+# The Cache-Control an early answer serves: none, or only-if-cached (a fresh entry is what it asks for).
+# Any other directive (no-cache, no-store, max-age) leaves the request to the view's way (control.py).
+_ANSWERED_CONTROLS = frozenset({NONE, Control(only_if_cached=True)})
 # Attribute a marked view carries: (entry_key, answer).
 _MARK = "fresh_hit"
 # The methods a marked view serves itself, after the key check. Never OPTIONS: identity lets it pass
@@ -67,6 +71,8 @@ def answer() -> Any:
     ahead = g._get_current_object().get(SLOT)
     if ahead is None or not ahead.read or ahead.answer is None:
         return None
+    if request_control() not in _ANSWERED_CONTROLS:
+        return None  # the view's way reads the same entry, from this round trip (take)
     raw = ahead.entry_raw()
     if raw is None:
         return None

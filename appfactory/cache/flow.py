@@ -9,14 +9,15 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from appfactory.cache.outcomes import BYPASS, HIT, MISS, STALE, note_status
+from appfactory.cache.control import NONE, Control, written_at
+from appfactory.cache.outcomes import BYPASS, HIT, MISS, STALE, clear_detail, note_detail, note_status
 from appfactory.cache.stats import Counters
 from appfactory.cache.stores import LocalStore, RedisStore, StoreDown
 from appfactory.observability.metrics import record_cache
 from appfactory.observability.timing import timed
 from appfactory.redis.client import REDIS_ERRORS
 from appfactory.resilience.breaker import Breaker
-from appfactory.web.errors import as_api_error
+from appfactory.web.errors import ApiError, as_api_error
 
 log = logging.getLogger(__name__)
 
@@ -51,10 +52,13 @@ class ResponseCache:
         self.counters = counters
         self.lock_s = lock_s
 
-    def fetch(self, prefix: str, key: str, ttl: int, compute: Callable[[], Any]) -> tuple[str, Any]:
-        """(outcome, value) for `key`; `compute` runs only when no fresh value can be had."""
+    def fetch(
+        self, prefix: str, key: str, ttl: int, compute: Callable[[], Any], control: Control = NONE
+    ) -> tuple[str, Any]:
+        """(outcome, value) for `key`; `compute` runs only when no fresh value can be had, or when the
+        request's `control` (its Cache-Control) will not take the entry there is."""
         try:
-            outcome, value = self._fetch(key, ttl, compute)
+            outcome, value = self._fetch(key, ttl, compute, control)
         except NotCacheable:
             self._count(prefix, MISS)
             raise
@@ -87,71 +91,111 @@ class ResponseCache:
         self.breaker.succeeded()
         self._count(key.partition(":")[0], HIT)
         note_status(HIT)
+        note_detail("hit", f"ttl={int(entry[0] - now())}")
         return True, entry[1]
 
-    def _fetch(self, key: str, ttl: int, compute: Callable[[], Any]) -> tuple[str, Any]:
+    def _fetch(self, key: str, ttl: int, compute: Callable[[], Any], control: Control) -> tuple[str, Any]:
+        clear_detail()
         if self.breaker is not None and not self.breaker.allow():
-            return self._serve(self.bypass, key, ttl, compute, BYPASS)
+            return self._bypass(key, ttl, compute, control)
         try:
-            return self._serve(self.store, key, ttl, compute, None)
+            return self._serve(self.store, key, ttl, compute, None, control)
         except StoreDown:
-            return self._serve(self.bypass, key, ttl, compute, BYPASS)
+            return self._bypass(key, ttl, compute, control)
+
+    def _bypass(self, key: str, ttl: int, compute: Callable[[], Any], control: Control) -> tuple[str, Any]:
+        """Served without Redis: computed (once in this process), never stored."""
+        outcome, value = self._serve(self.bypass, key, ttl, compute, BYPASS, control)
+        note_detail("fwd=bypass", "detail=redis-unavailable")
+        return outcome, value
 
     def _serve(
-        self, store: Store, key: str, ttl: int, compute: Callable[[], Any], forced: str | None
+        self,
+        store: Store,
+        key: str,
+        ttl: int,
+        compute: Callable[[], Any],
+        forced: str | None,
+        control: Control,
     ) -> tuple[str, Any]:
-        with timed("cache"):
-            entry = store.get(key)
-        if self.breaker is not None and store is self.store:
-            self.breaker.succeeded()
-        if entry is None:
-            return self._fill(store, key, ttl, compute, forced)
-        if entry[0] > now():
+        arrived = now()
+        if control.no_store and not control.only_if_cached:  # neither read nor store
+            note_detail("fwd=request")
+            return forced or MISS, compute()
+        entry = None
+        if control.reads:
+            with timed("cache"):
+                entry = store.get(key)
+            if self.breaker is not None and store is self.store:
+                self.breaker.succeeded()
+        usable = entry is not None and control.accepts(written_at(entry, ttl), arrived)
+        if control.only_if_cached and not (usable and entry[0] > arrived):
+            note_detail("detail=only-if-cached")
+            raise ApiError(504, "No fresh cached answer, and the request said only-if-cached", "not_cached")
+        if not usable:
+            if control.plain:
+                return self._fill(store, key, ttl, compute, forced)
+            # The request's directives refused the entry: wait only for a value computed from now on.
+            return self._fill(store, key, ttl, compute, forced, "fwd=request", newer_than=arrived)
+        if entry[0] > arrived:
+            note_detail("hit", f"ttl={int(entry[0] - arrived)}")
             return forced or HIT, entry[1]
         return self._refresh(store, key, ttl, compute, entry[1])
 
     def _fill(
-        self, store: Store, key: str, ttl: int, compute: Callable[[], Any], forced: str | None
+        self,
+        store: Store,
+        key: str,
+        ttl: int,
+        compute: Callable[[], Any],
+        forced: str | None,
+        fwd: str = "fwd=uri-miss",
+        newer_than: float | None = None,
     ) -> tuple[str, Any]:
         deadline = time.monotonic() + self.lock_s
         while True:
             token = store.acquire(key, self.lock_s)
             if token is not None:
                 try:
-                    return forced or MISS, self._compute(store, key, ttl, compute)
+                    return forced or MISS, self._compute(store, key, ttl, compute, fwd)
                 except Exception as exc:  # those waiting get this answer instead of calling again
                     if (answer := as_api_error(exc)) is not None:
                         store.share_failure(key, answer)
                     raise
                 finally:
                     store.release(key, token)
-            entry = store.wait(key, deadline)
+            entry = store.wait(key, deadline, newer_than)
             if entry is not None:
+                note_detail(fwd, "collapsed")
                 return forced or HIT, entry[1]
             if time.monotonic() >= deadline:  # the owner is stuck: stop waiting for it
-                return forced or MISS, self._compute(store, key, ttl, compute)
+                return forced or MISS, self._compute(store, key, ttl, compute, fwd)
 
     def _refresh(
         self, store: Store, key: str, ttl: int, compute: Callable[[], Any], stale: Any
     ) -> tuple[str, Any]:
         token = store.acquire(key, self.lock_s)
         if token is None:
+            note_detail("fwd=stale")
             return STALE, stale  # another worker is refreshing it
         try:
-            return MISS, self._compute(store, key, ttl, compute)
+            return MISS, self._compute(store, key, ttl, compute, "fwd=stale")
         except NotCacheable:
             raise
         except Exception as exc:
             log.warning("Cache refresh of %s failed, serving the stale value: %s", key, exc)
+            note_detail("fwd=stale")
             return STALE, stale
         finally:
             store.release(key, token)
 
-    def _compute(self, store: Store, key: str, ttl: int, compute: Callable[[], Any]) -> Any:
+    def _compute(self, store: Store, key: str, ttl: int, compute: Callable[[], Any], fwd: str) -> Any:
         value = compute()
+        written = now()
         soft, hard = expiries(ttl)
         with timed("cache"):
-            store.set(key, (soft, value), hard)
+            store.set(key, (soft, value, written), hard)
+        note_detail(fwd, "stored")
         return value
 
     def invalidate(self, prefix: str, pattern: str = "*") -> int:

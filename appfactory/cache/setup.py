@@ -1,4 +1,4 @@
-"""Flask-Caching bound to Redis when REDIS_URL is set, SimpleCache otherwise; the X-Cache header."""
+"""Flask-Caching bound to Redis when REDIS_URL is set, SimpleCache otherwise; X-Cache and Cache-Status."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from flask import Flask, Response, current_app
 from flask_caching import Cache
 
 from appfactory.cache.flow import ResponseCache
-from appfactory.cache.outcomes import cache_status
+from appfactory.cache.outcomes import cache_status, cache_status_header
 from appfactory.cache.stats import Counters
 from appfactory.cache.stores import SIMPLE_CACHE_KEYS, LocalStore, RedisStore
 
@@ -54,7 +54,9 @@ def backend_name() -> str:
 
 
 def x_cache_header(response: Response) -> Response:
-    """After-request: X-Cache, the outcome of the request's cached call (none: no header)."""
+    """After-request: X-Cache, the outcome of the request's cached call, and Cache-Status (RFC 9211),
+    its detail (none: no headers)."""
     if (status := cache_status()) is not None:
         response.headers.add("X-Cache", status)  # not set: nothing else writes it
+        response.headers.add("Cache-Status", cache_status_header())
     return response

@@ -22,8 +22,9 @@ from appfactory.redis.client import REDIS_ERRORS
 from appfactory.resilience.breaker import Breaker
 from appfactory.web.errors import ApiError
 
-# An entry is (soft expiry as Unix time, value); it is stale, not gone, past the soft expiry.
-Entry = tuple[float, Any]
+# An entry is (soft expiry as Unix time, value, written as Unix time); it is stale, not gone, past the
+# soft expiry. An entry stored by ResponseCache.put has no write time: (soft expiry, value).
+Entry = tuple[Any, ...]
 
 # Deletes the lock only while it still holds our token, so a late owner never frees another's lock.
 _RELEASE = "if redis.call('get', KEYS[1]) == ARGV[1] then return redis.call('del', KEYS[1]) end return 0"
@@ -46,6 +47,13 @@ SIMPLE_CACHE_KEYS = 1000
 
 class StoreDown(Exception):
     """The store did not answer; the caller serves the request uncached."""
+
+
+def _written_since(entry: Entry | None, newer_than: float | None) -> Entry | None:
+    """`entry` when it was written at `newer_than` or later (any entry when None), else None."""
+    if entry is None or newer_than is None:
+        return entry
+    return entry if len(entry) > 2 and entry[2] >= newer_than else None
 
 
 def redis_glob_escape(text: str) -> str:
@@ -192,23 +200,24 @@ class RedisStore:
         except REDIS_ERRORS as exc:
             self.breaker.failed(exc)
 
-    def wait(self, key: str, deadline: float) -> Entry | None:
-        """Poll until the entry appears, the lock holder gives up, or the deadline passes."""
+    def wait(self, key: str, deadline: float, newer_than: float | None = None) -> Entry | None:
+        """Poll until the entry appears (written at `newer_than` or later, when given), the lock holder
+        gives up, or the deadline passes."""
         pause = _POLL_FIRST_S
         try:
             while time.monotonic() < deadline:
                 time.sleep(pause)
-                if (entry := self.backend.get(key)) is not None:
+                if (entry := _written_since(self.backend.get(key), newer_than)) is not None:
                     return entry
                 if not self.client.exists(self.lock_prefix + key):
-                    return self._outcome(key)
+                    return self._outcome(key, newer_than)
                 pause = min(pause * 2, _POLL_MAX_S)
         except REDIS_ERRORS as exc:
             raise self._down(exc) from exc
         return None
 
-    def _outcome(self, key: str) -> Entry | None:
-        if (entry := self.backend.get(key)) is not None:
+    def _outcome(self, key: str, newer_than: float | None) -> Entry | None:
+        if (entry := _written_since(self.backend.get(key), newer_than)) is not None:
             return entry
         if (failure := self.client.get(self.failure_prefix + key)) is not None:
             status, code, message, retry_after = json.loads(failure)
@@ -313,16 +322,16 @@ class LocalStore:
         if (flight := self._flights.get(key)) is not None:
             flight.error = error
 
-    def wait(self, key: str, deadline: float) -> Entry | None:
+    def wait(self, key: str, deadline: float, newer_than: float | None = None) -> Entry | None:
         flight = self._flights.get(key)
         if flight is None:
-            return self.get(key)
+            return _written_since(self.get(key), newer_than)
         flight.done.wait(max(0.0, deadline - time.monotonic()))
         if flight.entry is None and (error := flight.error) is not None:
             raise ApiError(
                 error.status, error.message, error.code, retry_after=error.retry_after, **error.details
             )
-        return flight.entry or self.get(key)
+        return flight.entry or _written_since(self.get(key), newer_than)
 
     def keys(self, prefix: str | None = None, pattern: str = "*") -> Iterator[str]:
         if self.backend is None:
