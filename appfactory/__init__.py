@@ -21,6 +21,7 @@ def create_app(overrides: Mapping[str, Any] | None = None) -> Flask:
     from appfactory.extensions import init_extensions
     from appfactory.identity.hooks import note_required_keys
     from appfactory.observability.logging import configure_logging
+    from appfactory.observability.tracing import init_tracing
     from appfactory.pipeline import register_pipeline
     from appfactory.web.application import ServiceFlask
     from appfactory.web.errors import register_error_handlers
@@ -44,4 +45,5 @@ def create_app(overrides: Mapping[str, Any] | None = None) -> Flask:
     register_blueprints(app)
     note_required_keys(app)  # which views need a key, known once every route is
     register_cli(app)
+    init_tracing(app)  # last: its request span opens before every other hook
     return app

@@ -185,6 +185,24 @@ def _log_level(name: str, raw: Any) -> str:
     return _choice("debug", "info", "warning", "error", "critical")(name, raw).upper()
 
 
+# OTEL_TRACES_SAMPLER values the OpenTelemetry SDK builds (its specification's names).
+TRACE_SAMPLERS = (
+    "parentbased_always_on",
+    "parentbased_always_off",
+    "parentbased_traceidratio",
+    "always_on",
+    "always_off",
+    "traceidratio",
+)
+
+
+def _fraction(name: str, raw: Any) -> float:
+    value = _number(0.0)(name, raw)
+    if value > 1:
+        raise ConfigError(f"{name} must be a number from 0 to 1, got {raw!r}")
+    return value
+
+
 # Workers when REDIS_URL is set: gunicorn's rule of thumb for a mix of CPU and I/O.
 SHARED_WORKERS = (os.cpu_count() or 1) * 2 + 1
 
@@ -239,6 +257,22 @@ VARS: tuple[Var, ...] = (
     Var("LOG_FORMAT", "json", _choice("json", "text"), "json or text"),
     Var("SLOW_REQUEST_MS", 1000, _number(0), "slow-request warning threshold"),
     Var("METRICS_ENABLED", True, _flag, "record per-request Prometheus metrics"),
+    Var(
+        "OTEL_EXPORTER_OTLP_ENDPOINT",
+        None,
+        _url("http", "https"),
+        "OTLP/HTTP collector; spans go to {endpoint}/v1/traces; unset: no tracing (docs/tracing.md)",
+    ),
+    Var(
+        "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT",
+        None,
+        _url("http", "https"),
+        "the traces URL itself, used as given; set alone, it turns tracing on as well",
+    ),
+    Var("OTEL_SERVICE_NAME", None, _text, "service.name of every span; default: aigen"),
+    Var("OTEL_TRACES_SAMPLER", TRACE_SAMPLERS[0], _choice(*TRACE_SAMPLERS), "which requests are traced"),
+    Var("OTEL_TRACES_SAMPLER_ARG", 1.0, _fraction, "the ratio of the traceidratio samplers, 0 to 1"),
+    Var("OTEL_SDK_DISABLED", False, _flag, "true: no tracing, whatever the endpoint"),
     Var("AI_PROVIDER", "local", _choice("local", "openai"), "local or openai"),
     Var("AI_BASE_URL", None, _url("http", "https"), "OpenAI-compatible base URL ending in /v1"),
     Var("AI_API_KEY", None, _text, "bearer token for the upstream"),

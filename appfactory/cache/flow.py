@@ -13,6 +13,7 @@ from appfactory.cache.control import NONE, Control, written_at
 from appfactory.cache.outcomes import BYPASS, HIT, MISS, STALE, clear_detail, note_detail, note_status
 from appfactory.cache.stats import Counters
 from appfactory.cache.stores import LocalStore, RedisStore, StoreDown
+from appfactory.observability import tracing
 from appfactory.observability.metrics import record_cache
 from appfactory.observability.timing import timed
 from appfactory.redis.client import REDIS_ERRORS
@@ -26,6 +27,7 @@ STALE_SHARE = 0.1  # an entry may be served stale for 10% of its TTL (at least a
 
 Store = RedisStore | LocalStore
 now = time.time  # wall clock, shared by every worker and instance; tests replace it
+_READ_AHEAD = {"aigen.cache.read_ahead": True}  # the entry came with the limiter's round trip
 
 
 class NotCacheable(Exception):
@@ -57,18 +59,21 @@ class ResponseCache:
     ) -> tuple[str, Any]:
         """(outcome, value) for `key`; `compute` runs only when no fresh value can be had, or when the
         request's `control` (its Cache-Control) will not take the entry there is."""
-        try:
-            outcome, value = self._fetch(key, ttl, compute, control)
-        except NotCacheable:
-            self._count(prefix, MISS)
-            raise
-        self._count(prefix, outcome)
+        with tracing.span("cache", ok=(NotCacheable,)):  # the model call, if any, is its child
+            try:
+                outcome, value = self._fetch(key, ttl, compute, control)
+            except NotCacheable:
+                self._count(prefix, MISS)
+                raise
+            self._count(prefix, outcome)
         return outcome, value
 
     def _count(self, prefix: str, outcome: str) -> None:
         """One lookup under `prefix`, in the cache's counters and in the metrics."""
         self.counters.add(prefix, outcome.lower())
         record_cache(prefix, hit=outcome in (HIT, STALE))
+        tracing.note("aigen.cache.prefix", prefix)  # on the lookup's span (docs/tracing.md)
+        tracing.note("aigen.cache.outcome", outcome)
 
     @property
     def shared(self) -> bool:
@@ -84,12 +89,13 @@ class ResponseCache:
         """
         if not self.shared or not self.breaker.allow():
             return False, None
-        with timed("cache"):
-            decoded, entry = self.store.decode(raw)
-        if not decoded or entry is None or entry[0] <= now():
-            return False, None
-        self.breaker.succeeded()
-        self._count(key.partition(":")[0], HIT)
+        with tracing.span("cache", attributes=_READ_AHEAD):
+            with timed("cache"):
+                decoded, entry = self.store.decode(raw)
+            if not decoded or entry is None or entry[0] <= now():
+                return False, None
+            self.breaker.succeeded()
+            self._count(key.partition(":")[0], HIT)
         note_status(HIT)
         note_detail("hit", f"ttl={int(entry[0] - now())}")
         return True, entry[1]
@@ -166,6 +172,7 @@ class ResponseCache:
                     store.release(key, token)
             entry = store.wait(key, deadline, newer_than)
             if entry is not None:
+                tracing.note("aigen.cache.collapsed", True)  # another request's computation answered
                 note_detail(fwd, "collapsed")
                 return forced or HIT, entry[1]
             if time.monotonic() >= deadline:  # the owner is stuck: stop waiting for it

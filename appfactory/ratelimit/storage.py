@@ -14,6 +14,7 @@ from prometheus_client import Gauge
 from appfactory import readahead
 from appfactory.compat import limits as compat_limits
 from appfactory.compat.limits import Window, window_of
+from appfactory.observability import tracing
 from appfactory.observability.timing import record
 from appfactory.redis.client import REDIS_ERRORS
 from appfactory.resilience.breaker import Breaker
@@ -24,6 +25,7 @@ fallback_active = Gauge(
     multiprocess_mode="livemax",
 )
 
+_ROUND_TRIP = {"db.system.name": "redis"}  # the span of the hit's round trip (docs/tracing.md)
 _WINDOWS = "rate_windows"  # on g: limit key -> the Window the request's hit on it left
 
 
@@ -91,7 +93,10 @@ class LimitStorage(Storage, SlidingWindowCounterSupport):
     ) -> tuple[bool, Window | None]:
         if self.redis is not None and self.breaker.allow():
             try:
-                return self._acquire_on_redis(key, limit, expiry, amount, in_request)
+                with tracing.span("ratelimit", tracing.CLIENT, _ROUND_TRIP) as span:
+                    acquired, window = self._acquire_on_redis(key, limit, expiry, amount, in_request)
+                    span.set_attribute("aigen.ratelimit.allowed", acquired)
+                    return acquired, window
             except REDIS_ERRORS as exc:
                 self._failed(exc)
         share = self.share(limit)

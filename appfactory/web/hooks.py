@@ -17,6 +17,7 @@ from flask import Flask, Request, Response, request
 from appfactory.observability import metrics
 from appfactory.observability.logging import emit
 from appfactory.observability.timing import current_trace, server_timing, start_trace
+from appfactory.observability.tracing import TRACE_ID_KEY
 
 _SANE_REQUEST_ID = re.compile(r"[A-Za-z0-9._-]{1,128}")
 
@@ -31,9 +32,13 @@ def new_request_id() -> str:
 
 
 def start() -> None:
-    """Before-request: the request's trace, under the caller's request id when it is a sane one."""
-    incoming = request.environ.get("HTTP_X_REQUEST_ID", "")
-    start_trace(incoming if _SANE_REQUEST_ID.fullmatch(incoming) else new_request_id())
+    """Before-request: the request's trace, under the caller's request id when it is a sane one, else
+    the request span's trace id when tracing is on (docs/tracing.md), else a new one."""
+    environ = request.environ
+    incoming = environ.get("HTTP_X_REQUEST_ID", "")
+    if not _SANE_REQUEST_ID.fullmatch(incoming):
+        incoming = environ.get(TRACE_ID_KEY) or new_request_id()
+    start_trace(incoming)
 
 
 def request_fields(req: Request, response: Response, duration_ms: float) -> dict[str, Any]:

@@ -14,6 +14,7 @@ from collections.abc import Callable
 from typing import Any
 
 from appfactory.extensions import db
+from appfactory.observability import tracing
 from appfactory.observability.metrics import count_upstream_error, upstream_breaker_open
 from appfactory.observability.timing import timed
 from appfactory.resilience.breaker import Breaker
@@ -36,6 +37,7 @@ class UpstreamGuard:
     def call(self, fn: Callable[[], Any]) -> Any:
         if not self.breaker.allow():
             count_upstream_error("breaker_open")
+            tracing.event("breaker.refused", {"aigen.breaker.retry_in_s": round(self.breaker.retry_in(), 3)})
             raise ApiError(
                 503,
                 "The model server is unavailable; retry later.",
@@ -48,6 +50,7 @@ class UpstreamGuard:
                 self.bulkhead.enter()
         except Full:
             count_upstream_error("busy")
+            tracing.event("bulkhead.refused", {"aigen.bulkhead.slots": self.bulkhead.slots})
             log.warning(
                 "Refused a generation: %d model calls in flight and none ended within %g s",
                 self.bulkhead.slots,
@@ -68,6 +71,8 @@ class UpstreamGuard:
             if exc.kind in UpstreamError.DOWN:
                 self.breaker.failed(exc)
                 upstream_breaker_open.set(0 if self.breaker.healthy else 1)
+                state = "closed" if self.breaker.healthy else "open"
+                tracing.event("breaker.failure", {"aigen.breaker.state": state})
             else:
                 self.breaker.succeeded()  # it answered: the server is up
             raise

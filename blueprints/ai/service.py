@@ -11,6 +11,7 @@ from flask import current_app
 
 from appfactory.cache import HIT, STALE, cache_call, cache_status
 from appfactory.identity.context import current_caller
+from appfactory.observability import tracing
 from appfactory.observability.metrics import observe_upstream
 from appfactory.web.errors import ApiError
 from blueprints.templates import store as template_store
@@ -74,7 +75,8 @@ def _complete(
     guard = current_app.extensions["ai_guard"]
     started = time.perf_counter()
     try:
-        text = guard.call(lambda: provider.complete(prompt, model, max_tokens, temperature))
+        with tracing.model_call(provider_name, model, max_tokens, temperature, upstream):
+            text = guard.call(lambda: provider.complete(prompt, model, max_tokens, temperature))
     finally:  # failed and timed-out calls count too: they are what an operator looks for
         observe_upstream(provider_name, time.perf_counter() - started)
     return {

@@ -16,11 +16,16 @@ class FakeModel:
     """Answers POST /v1/chat/completions after `delay` seconds with `status` (200 gives a completion).
 
     `status` may be a function of (prompt, how many times that prompt was asked before) -> status;
-    `headers` go on every answer that is not a 200 (e.g. Retry-After).
+    `headers` go on every answer that is not a 200 (e.g. Retry-After); `usage`, when given, on every
+    completion. `received` holds each call's request headers.
     """
 
-    def __init__(self, delay: float = 0.0, status=200, headers: dict | None = None) -> None:
+    def __init__(
+        self, delay: float = 0.0, status=200, headers: dict | None = None, usage: dict | None = None
+    ) -> None:
         self.delay = delay
+        self.usage = usage
+        self.received: list[dict[str, str]] = []
         self.status = status
         self.headers = headers or {}
         self.asked: dict[str, int] = {}
@@ -42,6 +47,7 @@ class FakeModel:
                 with model._lock:
                     model.calls += 1
                     model.bodies.append(body)
+                    model.received.append(dict(self.headers))
                     before = model.asked.get(prompt, 0)
                     model.asked[prompt] = before + 1
                 time.sleep(model.delay)
@@ -51,7 +57,8 @@ class FakeModel:
                 if status != 200:
                     return self._send(status, {"error": {"message": "upstream failed"}}, model.headers)
                 answer = f"echo: {body['messages'][0]['content']}"
-                self._send(200, {"model": body["model"], "choices": [{"message": {"content": answer}}]})
+                completion = {"model": body["model"], "choices": [{"message": {"content": answer}}]}
+                self._send(200, {**completion, "usage": model.usage} if model.usage else completion)
 
             def _send(self, status: int, payload: dict, headers: dict | None = None) -> None:
                 data = json.dumps(payload).encode()
@@ -76,6 +83,7 @@ class FakeModel:
         with self._lock:
             self.calls = 0
             self.bodies.clear()
+            self.received.clear()
 
     def __enter__(self) -> FakeModel:
         self._thread.start()

@@ -15,6 +15,7 @@ import urllib3
 from urllib3.exceptions import HTTPError, MaxRetryError, ReadTimeoutError
 from urllib3.util.retry import Retry
 
+from appfactory.observability import tracing
 from blueprints.ai.providers.base import UpstreamError
 
 log = logging.getLogger(__name__)
@@ -80,6 +81,7 @@ class OpenAIProvider:
     def _post(self, payload: bytes) -> urllib3.BaseHTTPResponse:
         deadline = time.monotonic() + self.timeout_s
         retry = self.retry
+        headers = tracing.outgoing_headers(self.headers)  # traceparent: the model call's span
         while True:
             remaining = deadline - time.monotonic()
             if remaining <= 0:
@@ -91,7 +93,7 @@ class OpenAIProvider:
                     "POST",
                     self.url,
                     body=payload,
-                    headers=self.headers,
+                    headers=headers,
                     timeout=urllib3.Timeout(connect=min(self.connect_s, remaining), read=remaining),
                     retries=False,
                     preload_content=True,
@@ -113,6 +115,8 @@ class OpenAIProvider:
             ) or retry.get_backoff_time()
             if time.monotonic() + pause >= deadline:
                 return _last_answer(response, error)
+            reason = str(response.status) if response is not None else type(error).__name__
+            tracing.event("retry", {"aigen.retry.reason": reason, "aigen.retry.pause_s": round(pause, 3)})
             time.sleep(pause)
 
 
@@ -165,11 +169,14 @@ def _retry_after(response: urllib3.BaseHTTPResponse) -> float | None:
 
 def _content(response: urllib3.BaseHTTPResponse) -> str:
     try:
-        text = json.loads(response.data)["choices"][0]["message"]["content"]
+        answer = json.loads(response.data)
+        text = answer["choices"][0]["message"]["content"]
     except (ValueError, KeyError, IndexError, TypeError):
         text = None
     if not isinstance(text, str):
         raise UpstreamError(
             "bad_answer", 502, "The model server sent an answer that is not a chat completion."
         )
+    if isinstance(usage := answer.get("usage"), dict):  # the model call's span: what it cost
+        tracing.note_usage(usage.get("prompt_tokens"), usage.get("completion_tokens"))
     return text
