@@ -5,7 +5,9 @@ modules they name only define their hooks. Two extensions register hooks of thei
 bound, Flask-Limiter (a before-, an after- and a teardown-request hook) and Flask-Cors (an after-request
 hook): each is bound at its place in the lists (LIMITER, CORS). Flask-Limiter 4 has no switch to leave
 its check to the caller (`auto_check` is gone), so where it is bound is where its check runs. Apart
-from these: the database gives its connection back when the app context ends (db/engine.py).
+from these: the database gives its connection back when the app context ends (db/engine.py), tracing
+opens the request's span before every hook when it is on (observability/tracing.py), and the
+OpenAI-compatible blueprint rewrites its own errors into OpenAI's shape (blueprints/openai_compat/errors.py).
 """
 
 from __future__ import annotations

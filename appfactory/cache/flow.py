@@ -100,6 +100,51 @@ class ResponseCache:
         note_detail("hit", f"ttl={int(entry[0] - now())}")
         return True, entry[1]
 
+    def peek(self, prefix: str, key: str) -> Any | None:
+        """A fresh value for `key`, counted and noted as a HIT; None, with nothing counted, when
+        there is none (or the store is away): the caller then computes it and may `put` it."""
+        if self.breaker is not None and not self.breaker.allow():
+            return None
+        try:
+            with timed("cache"):
+                entry = self.store.get(key)
+        except StoreDown:
+            return None
+        if entry is None or entry[0] <= now():
+            return None
+        self._count(prefix, HIT)
+        note_status(HIT)
+        return entry[1]
+
+    def claim(self, key: str) -> tuple[bool, Any]:
+        """(True, token) when this request computes `key` itself, holding its single-flight lock
+        (token None: the store is away, there is nothing to hold); (False, None) when another request
+        is computing it: `fetch` then waits for that value. Give the token back with `release`."""
+        if self.breaker is not None and not self.breaker.allow():
+            return True, None
+        try:
+            with timed("cache"):
+                token = self.store.acquire(key, self.lock_s)
+        except StoreDown:
+            return True, None
+        return token is not None, token
+
+    def release(self, key: str, token: Any) -> None:
+        if token is not None:
+            self.store.release(key, token)
+
+    def put(self, prefix: str, key: str, ttl: int, value: Any) -> None:
+        """Store a value computed outside `fetch` (a stream, once it ended) as a fresh entry."""
+        self._count(prefix, MISS)
+        if self.breaker is not None and not self.breaker.allow():
+            return
+        soft, hard = expiries(ttl)
+        try:
+            with timed("cache"):
+                self.store.set(key, (soft, value), hard)
+        except StoreDown:
+            pass  # served, not stored: the next request computes it again
+
     def _fetch(self, key: str, ttl: int, compute: Callable[[], Any], control: Control) -> tuple[str, Any]:
         clear_detail()
         if self.breaker is not None and not self.breaker.allow():

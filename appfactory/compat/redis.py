@@ -35,9 +35,10 @@ CHECK_IDLE_AFTER_S = 1.0
 
 
 def script(client: redis.Redis, source: str) -> Callable[[list[str], list[Any]], Any]:
-    """`source` as a callable `(keys, args) -> reply`: pinned per thread, or redis-py's Script."""
-    if PRIVATE and not cooperative():
-        return PinnedScript(client, source)
+    """`source` as a callable `(keys, args) -> reply`: on kept connections (pinned per thread, or
+    under gevent a few shared by the greenlets), or redis-py's Script."""
+    if PRIVATE:
+        return KeptScript(client, source) if cooperative() else PinnedScript(client, source)
     registered = client.register_script(source)
     return lambda keys, args: registered(keys=keys, args=args)
 
@@ -114,3 +115,55 @@ class PinnedScript:
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVTIMEO, bound)
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDTIMEO, bound)
         sock.settimeout(None)
+
+
+class KeptScript:
+    """Under gevent: the script on up to KEEP connections taken from the pool once and kept in a free
+    list (no lock: greenlets switch only while one waits on its socket), so a call skips the pool's
+    lock, readiness poll and bookkeeping. A call that finds none free while KEEP are out goes through
+    redis-py's Script, so a burst never holds more. The sockets keep redis-py's own timeouts (gevent
+    enforces them); failed and long-idle connections are handled as PinnedScript does."""
+
+    KEEP = 8
+
+    def __init__(self, client: redis.Redis, source: str) -> None:
+        self.pool = client.connection_pool
+        self.script = client.register_script(source)
+        self._free: list[tuple[Connection, float]] = []
+        self._out = 0
+        self._pid = os.getpid()
+
+    def __call__(self, keys: list[str], args: list[Any]) -> Any:
+        if self._pid != os.getpid():  # a forked child: its parent's sockets are not its own
+            self._free, self._out, self._pid = [], 0, os.getpid()
+        if not self._free and self._out >= self.KEEP:
+            return self.script(keys=keys, args=args)
+        self._out += 1  # before the checkout, which may yield to another greenlet (a new connection)
+        try:
+            conn = self._take()
+        except BaseException:
+            self._out -= 1
+            raise
+        try:
+            conn.send_command("EVALSHA", self.script.sha, len(keys), *keys, *args)
+            try:
+                return conn.read_response()
+            except NoScriptError:  # Redis restarted or SCRIPT FLUSH: the source loads it again
+                conn.send_command("EVAL", self.script.script, len(keys), *keys, *args)
+                return conn.read_response()
+        except ResponseError:
+            raise  # Redis answered: the connection is in step
+        except BaseException:
+            conn.disconnect()  # a reply may be half read: it reconnects on its next command
+            raise
+        finally:
+            self._out -= 1
+            self._free.append((conn, time.monotonic()))
+
+    def _take(self) -> Connection:
+        if not self._free:
+            return self.pool.get_connection()
+        conn, used = self._free.pop()
+        if time.monotonic() - used > CHECK_IDLE_AFTER_S and not _quiet(conn):
+            conn.disconnect()  # closed by the server meanwhile: reconnect rather than fail this call
+        return conn

@@ -10,6 +10,7 @@ signature, `FORM_MIMETYPE` and `model_adapter.validate_obj`, `Context` and `get_
 
 from __future__ import annotations
 
+import flask
 from spectree.plugins.base import Context
 from spectree.plugins.flask_plugin import FlaskPlugin
 from spectree.utils import get_multidict_items
@@ -22,7 +23,17 @@ PRIVATE = private_way("spectree", TESTED)
 _NO_BODY = frozenset({"GET", "DELETE"})
 
 
-class LeanFlaskPlugin(FlaskPlugin):
+class StreamingFlaskPlugin(FlaskPlugin):
+    """FlaskPlugin, passing a streamed response on untouched: validating it would read it whole, so
+    the client would get nothing until its end (a stream's events are checked by its tests)."""
+
+    def validate_response(self, resp, resp_model, skip_validation, force_resp_serialize):
+        if isinstance(resp, flask.Response) and resp.is_streamed:
+            return resp, None
+        return super().validate_response(resp, resp_model, skip_validation, force_resp_serialize)
+
+
+class LeanFlaskPlugin(StreamingFlaskPlugin):
     """FlaskPlugin, with headers and cookies read only for a view that declares their schema."""
 
     def request_validation(self, request, query, json, form, headers, cookies):
@@ -41,4 +52,4 @@ class LeanFlaskPlugin(FlaskPlugin):
 
 
 # The backend `appfactory.contract` gives its SpecTree.
-PLUGIN = LeanFlaskPlugin if PRIVATE else FlaskPlugin
+PLUGIN = LeanFlaskPlugin if PRIVATE else StreamingFlaskPlugin

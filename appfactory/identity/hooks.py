@@ -13,7 +13,7 @@ from appfactory.web.errors import ApiError
 
 # Query parameters that would carry a key: refused, so a key never lands in a URL, a log or a cache.
 _KEY_PARAMETERS = frozenset({"api_key", "apikey", "key", "access_token", "token", "authorization"})
-API_PREFIX = "/api/"
+API_PREFIX = ("/api/", "/v1/")  # the native API and the OpenAI-compatible face
 UNAUTHORIZED = "A valid API key is required: send it as 'Authorization: Bearer <key>'."
 _CHALLENGE = {"WWW-Authenticate": 'Bearer realm="aigen"'}
 

@@ -10,7 +10,7 @@ answers 503 `upstream_unavailable` at once for AI_BREAKER_COOLDOWN_S, letting on
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any
 
 from appfactory.extensions import db
@@ -26,7 +26,8 @@ log = logging.getLogger(__name__)
 
 
 class UpstreamGuard:
-    """`guard.call(fn)`: fn() within a bulkhead slot, unless the breaker is open."""
+    """`guard.call(fn)`: fn() within a bulkhead slot, unless the breaker is open; `guard.open_stream`
+    the same for a streamed call."""
 
     def __init__(self, config: dict[str, Any]) -> None:
         self.bulkhead = Bulkhead(config["AI_MAX_CONCURRENCY"], config["AI_QUEUE_WAIT_MS"] / 1000.0)
@@ -35,6 +36,31 @@ class UpstreamGuard:
         )
 
     def call(self, fn: Callable[[], Any]) -> Any:
+        self._admit()
+        try:
+            with timed("upstream"):
+                result = fn()
+        except BaseException as exc:
+            self._finish(exc)
+            raise
+        self._finish(None)
+        return result
+
+    def open_stream(self, pieces: Callable[[], Iterator[str]]) -> Admitted:
+        """A streamed call, admitted now: a refusal (breaker, bulkhead, the model server's answer to
+        the request) raises here, before the response starts. The slot is held until the pieces end
+        or the returned iterator is closed."""
+        self._admit()
+        try:
+            with timed("upstream"):  # until the first piece: what the client waits before any text
+                iterator = pieces()
+                first = next(iterator, None)
+        except BaseException as exc:
+            self._finish(exc)
+            raise
+        return Admitted(self, iterator, first)
+
+    def _admit(self) -> None:
         if not self.breaker.allow():
             count_upstream_error("breaker_open")
             tracing.event("breaker.refused", {"aigen.breaker.retry_in_s": round(self.breaker.retry_in(), 3)})
@@ -62,25 +88,23 @@ class UpstreamGuard:
                 "upstream_busy",
                 retry_after=1,
             ) from None
-        try:
-            with timed("upstream"):
-                result = fn()
-        except UpstreamError as exc:
-            count_upstream_error(exc.kind)
-            log.warning("Model server call failed: %s, answered %s %s", exc.kind, exc.status, exc.code)
-            if exc.kind in UpstreamError.DOWN:
-                self.breaker.failed(exc)
+
+    def _finish(self, error: BaseException | None) -> None:
+        """Give the slot back; tell the breaker what the call said about the server."""
+        self.bulkhead.leave()
+        if isinstance(error, UpstreamError):
+            count_upstream_error(error.kind)
+            log.warning("Model server call failed: %s, answered %s %s", error.kind, error.status, error.code)
+            if error.kind in UpstreamError.DOWN:
+                self.breaker.failed(error)
                 upstream_breaker_open.set(0 if self.breaker.healthy else 1)
                 state = "closed" if self.breaker.healthy else "open"
                 tracing.event("breaker.failure", {"aigen.breaker.state": state})
             else:
                 self.breaker.succeeded()  # it answered: the server is up
-            raise
-        finally:
-            self.bulkhead.leave()
-        self.breaker.succeeded()
-        upstream_breaker_open.set(0)
-        return result
+        elif error is None:
+            self.breaker.succeeded()
+            upstream_breaker_open.set(0)
 
     def state(self) -> dict[str, Any]:
         """What /health reports: the breaker, and the calls in flight against the bound."""
@@ -89,3 +113,42 @@ class UpstreamGuard:
             "in_flight": self.bulkhead.in_flight,
             "max_concurrency": self.bulkhead.slots,
         }
+
+
+class Admitted:
+    """A streamed call's pieces. The slot goes back when they end, fail, or the iterator is closed
+    (a client that left): close it from the response's on-close, which runs even if never iterated."""
+
+    def __init__(self, guard: UpstreamGuard, iterator: Iterator[str], first: str | None) -> None:
+        self.guard, self.iterator, self.first, self.done = guard, iterator, first, False
+
+    def __iter__(self) -> Admitted:
+        return self
+
+    def __next__(self) -> str:
+        if self.first is not None:
+            piece, self.first = self.first, None
+            return piece
+        if self.done:
+            raise StopIteration
+        try:
+            return next(self.iterator)
+        except StopIteration:
+            self._end(None)
+            raise
+        except BaseException as exc:
+            self._end(exc)
+            raise
+
+    def close(self) -> None:
+        """Stop early: the model call ends (its connection closed), the slot goes back."""
+        self._end(GeneratorExit())
+
+    def _end(self, error: BaseException | None) -> None:
+        if self.done:
+            return
+        self.done = True
+        try:
+            self.iterator.close()
+        finally:
+            self.guard._finish(error)

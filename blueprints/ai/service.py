@@ -18,7 +18,7 @@ from blueprints.templates import store as template_store
 from blueprints.templates.rendering import render
 
 
-def _audience() -> str:
+def audience() -> str:
     """Whose answers a cached answer is shared with: everyone, or (AI_CACHE_SCOPE=user) the caller."""
     if current_app.config["AI_CACHE_SCOPE"] == "shared":
         return "*"
@@ -31,7 +31,7 @@ def entry_key(prompt: str, model: str | None, max_tokens: int, temperature: floa
     provider = current_app.extensions["ai_provider"]
     model = model or provider.default_model
     return _complete.entry_key(
-        _audience(), provider.name, provider.upstream, model, prompt, max_tokens, temperature
+        audience(), provider.name, provider.upstream, model, prompt, max_tokens, temperature
     )
 
 
@@ -39,7 +39,7 @@ def generate(prompt: str, model: str | None, max_tokens: int, temperature: float
     """The answer for these parameters, from the cache when it has it."""
     provider = current_app.extensions["ai_provider"]
     model = model or provider.default_model
-    result = _complete(_audience(), provider.name, provider.upstream, model, prompt, max_tokens, temperature)
+    result = _complete(audience(), provider.name, provider.upstream, model, prompt, max_tokens, temperature)
     return _answer(result, cache_status() in (HIT, STALE))
 
 

@@ -118,3 +118,44 @@ def test_the_pinned_script_answers_as_redis_pys_script(server, monkeypatch):
     assert replies == [2, 5, 6, 0]
     client.script_flush()  # both load the script again by themselves
     assert (private(["n"], [1]), public(["n"], [1])) == (1, 2)
+
+
+_GREENLETS = """
+from gevent import monkey
+
+monkey.patch_all()
+import sys
+
+import gevent
+import redis
+
+from appfactory.compat.redis import KeptScript
+
+url = sys.argv[1]
+pool = redis.BlockingConnectionPool.from_url(url, max_connections=50, timeout=5)  # as the service's
+script = KeptScript(redis.Redis(connection_pool=pool), "redis.call('GET', 'x') return ARGV[1]")
+answers = [gevent.spawn(script, [], [str(n)]) for n in range(200)]
+gevent.joinall(answers, raise_error=True)
+assert [g.value for g in answers] == [str(n).encode() for n in range(200)]
+print(len(script._free), script._out)
+"""
+
+
+def test_under_gevent_the_kept_connections_stay_few_whatever_the_burst(server):
+    """200 greenlets at once: every answer right, and no more than KEEP connections kept (the others
+    went through the pool and back)."""
+    import subprocess
+    import sys
+
+    from appfactory.compat.redis import KeptScript
+
+    done = subprocess.run(
+        [sys.executable, "-c", _GREENLETS, server.url],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    kept, out = (int(n) for n in done.stdout.split())
+    assert 1 <= kept <= KeptScript.KEEP and out == 0

@@ -27,7 +27,7 @@ def filled(request, new_app):
         client.get(path)
         assert client.get(path).headers["X-Cache"] == "HIT", path
     text = client.get(f"/api/v1/ai/generate{QUERY}").get_json()["text"]
-    return app, text, {"template_id": template_id, "user_id": user_id, "path": "index.html"}
+    return app, text, {"template_id": template_id, "user_id": user_id, "path": "index.html", "model_id": "m"}
 
 
 def _paths(app, ids: dict) -> set[str]:

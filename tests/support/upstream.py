@@ -30,6 +30,7 @@ class FakeModel:
         self.headers = headers or {}
         self.asked: dict[str, int] = {}
         self.calls = 0
+        self.disconnects = 0  # streams whose client closed the connection before their end
         self.bodies: list[dict] = []
         self._lock = threading.Lock()
         self.server = _Server(("127.0.0.1", 0), self._handler())
@@ -41,6 +42,9 @@ class FakeModel:
         model = self
 
         class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"  # keep-alive: a pooled client reuses its connections
+            disable_nagle_algorithm = True  # headers and body leave at once, as a real server sends them
+
             def do_POST(self) -> None:
                 body = json.loads(self.rfile.read(int(self.headers.get("Content-Length", 0))) or b"{}")
                 prompt = (body.get("messages") or [{}])[0].get("content", "")
@@ -50,6 +54,10 @@ class FakeModel:
                     model.received.append(dict(self.headers))
                     before = model.asked.get(prompt, 0)
                     model.asked[prompt] = before + 1
+                if body.get("stream") and self.path == "/v1/chat/completions":
+                    return self._stream(
+                        body, model.status(prompt, before) if callable(model.status) else model.status
+                    )
                 time.sleep(model.delay)
                 if self.path != "/v1/chat/completions":
                     return self._send(404, {"error": "not found"})
@@ -59,6 +67,35 @@ class FakeModel:
                 answer = f"echo: {body['messages'][0]['content']}"
                 completion = {"model": body["model"], "choices": [{"message": {"content": answer}}]}
                 self._send(200, {**completion, "usage": model.usage} if model.usage else completion)
+
+            def _stream(self, body: dict, status: int) -> None:
+                """Server-sent chat.completion.chunk events, word by word, spread over `delay`;
+                a client that closes its connection is counted in `disconnects`."""
+                if status != 200:
+                    time.sleep(model.delay)
+                    return self._send(status, {"error": {"message": "upstream failed"}}, model.headers)
+                words = f"echo: {body['messages'][-1]['content']}".split(" ")
+                pieces = [word if n == 0 else " " + word for n, word in enumerate(words)]
+                try:
+                    self.send_response(200)
+                    self.send_header("Content-Type", "text/event-stream")
+                    self.send_header("Connection", "close")
+                    self.end_headers()
+                    for n, piece in enumerate(pieces):
+                        if n:
+                            time.sleep(model.delay / len(pieces))
+                        chunk = {
+                            "model": body["model"],
+                            "choices": [{"index": 0, "delta": {"content": piece}}],
+                        }
+                        self.wfile.write(b"data: " + json.dumps(chunk).encode() + b"\n\n")
+                        self.wfile.flush()
+                    self.wfile.write(b"data: [DONE]\n\n")
+                    self.wfile.flush()
+                except OSError:
+                    with model._lock:
+                        model.disconnects += 1
+                self.close_connection = True
 
             def _send(self, status: int, payload: dict, headers: dict | None = None) -> None:
                 data = json.dumps(payload).encode()

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from appfactory.web.errors import ApiError
@@ -21,11 +23,45 @@ class UpstreamError(ApiError):
         self.kind = kind
 
 
+@dataclass(frozen=True)
+class Chat:
+    """One chat completion to stream: the conversation and the sampling options sent upstream."""
+
+    messages: tuple[tuple[str, str], ...]  # (role, text), in order
+    model: str
+    max_tokens: int
+    temperature: float = 1.0
+    top_p: float | None = None
+    stop: tuple[str, ...] = ()
+    seed: int | None = None
+    extra: dict[str, Any] = field(default_factory=dict, compare=False)
+
+    def payload(self) -> dict[str, Any]:
+        """The OpenAI chat-completions request body for this chat (without `stream`)."""
+        body: dict[str, Any] = {
+            "model": self.model,
+            "messages": [{"role": role, "content": text} for role, text in self.messages],
+            "max_tokens": self.max_tokens,
+            "temperature": self.temperature,
+        }
+        if self.top_p is not None:
+            body["top_p"] = self.top_p
+        if self.stop:
+            body["stop"] = list(self.stop)
+        if self.seed is not None:
+            body["seed"] = self.seed
+        return body
+
+
 class Provider(Protocol):
-    """Turns a prompt into text."""
+    """Turns a prompt into text, or a chat into a stream of text pieces."""
 
     name: str
     default_model: str
     upstream: str  # which server answers: part of the cache key
 
     def complete(self, prompt: str, model: str, max_tokens: int, temperature: float) -> str: ...
+
+    def stream(self, chat: Chat) -> Iterator[str]:
+        """The answer's pieces as the model sends them; closing the iterator ends the model call."""
+        ...

@@ -3,7 +3,11 @@
 from __future__ import annotations
 
 import hashlib
+import json
 import time
+from collections.abc import Iterator
+
+from blueprints.ai.providers.base import Chat
 
 _WORDS = (
     "signal model answer token cache river stone light quiet rapid prompt window garden "
@@ -27,3 +31,15 @@ class LocalProvider:
         seed = hashlib.sha256(f"{model}\x00{max_tokens}\x00{temperature!r}\x00{prompt}".encode()).digest()
         words = [_WORDS[byte % len(_WORDS)] for byte in seed[: min(max_tokens, len(seed))]]
         return f"[{model}] {' '.join(words)}"
+
+    def stream(self, chat: Chat) -> Iterator[str]:
+        """The same kind of answer, word by word, its latency spread over the words."""
+        asked = json.dumps([chat.model, chat.payload()], sort_keys=True)
+        seed = hashlib.sha256(asked.encode()).digest()
+        picked = [_WORDS[byte % len(_WORDS)] for byte in seed[: min(chat.max_tokens, 16)]]
+        words = [f"[{chat.model}]", *picked]
+        pause = self.latency_s / len(words)
+        for n, word in enumerate(words):
+            if pause:
+                time.sleep(pause)
+            yield word if n == 0 else " " + word

@@ -10,13 +10,14 @@ from __future__ import annotations
 import json
 import logging
 import time
+from collections.abc import Iterator
 
 import urllib3
-from urllib3.exceptions import HTTPError, MaxRetryError, ReadTimeoutError
+from urllib3.exceptions import HTTPError, MaxRetryError, ProtocolError, ReadTimeoutError
 from urllib3.util.retry import Retry
 
 from appfactory.observability import tracing
-from blueprints.ai.providers.base import UpstreamError
+from blueprints.ai.providers.base import Chat, UpstreamError
 
 log = logging.getLogger(__name__)
 
@@ -78,7 +79,34 @@ class OpenAIProvider:
             raise _refused(response, model)
         return _content(response)
 
-    def _post(self, payload: bytes) -> urllib3.BaseHTTPResponse:
+    def stream(self, chat: Chat) -> Iterator[str]:
+        """POST with `stream: true`; yields each `choices[0].delta.content` as its event arrives.
+        Closing the iterator early closes the connection, so the model server stops generating."""
+        payload = json.dumps({**chat.payload(), "stream": True}).encode()
+        response = self._post(payload, stream=True)
+        finished = False
+        try:
+            if response.status != 200:
+                response.read()
+                raise _refused(response, chat.model)
+            for line in _lines(response):
+                event = _event(line)
+                if event is _DONE:
+                    break
+                if event:
+                    yield event
+            finished = True
+        except ReadTimeoutError:
+            raise UpstreamError("timeout", 504, "The model server stopped sending in time.") from None
+        except (ProtocolError, HTTPError):
+            raise UpstreamError("bad_answer", 502, "The model server broke off its answer.") from None
+        finally:
+            if finished:
+                response.release_conn()
+            else:
+                response.close()  # the model server sees its connection closed and stops
+
+    def _post(self, payload: bytes, stream: bool = False) -> urllib3.BaseHTTPResponse:
         deadline = time.monotonic() + self.timeout_s
         retry = self.retry
         headers = tracing.outgoing_headers(self.headers)  # traceparent: the model call's span
@@ -96,7 +124,7 @@ class OpenAIProvider:
                     headers=headers,
                     timeout=urllib3.Timeout(connect=min(self.connect_s, remaining), read=remaining),
                     retries=False,
-                    preload_content=True,
+                    preload_content=not stream,
                 )
             except ReadTimeoutError:
                 raise UpstreamError("timeout", 504, "The model server did not answer in time.") from None
@@ -110,6 +138,8 @@ class OpenAIProvider:
                 retry = retry.increment("POST", self.url, response=response, error=error)
             except MaxRetryError:
                 return _last_answer(response, error)
+            if response is not None and stream:
+                response.drain_conn()  # asked again: this answer's connection goes back to the pool
             pause = (
                 retry.get_retry_after(response) if response is not None else None
             ) or retry.get_backoff_time()
@@ -118,6 +148,36 @@ class OpenAIProvider:
             reason = str(response.status) if response is not None else type(error).__name__
             tracing.event("retry", {"aigen.retry.reason": reason, "aigen.retry.pause_s": round(pause, 3)})
             time.sleep(pause)
+
+
+_DONE = object()
+
+
+def _lines(response: urllib3.BaseHTTPResponse) -> Iterator[bytes]:
+    """The lines of a server-sent event stream, as they arrive."""
+    pending = b""
+    while block := response.read1(4096):  # what has arrived, not a full 4 KiB: each event at once
+        pending += block
+        *lines, pending = pending.split(b"\n")
+        yield from lines
+    if pending:
+        yield pending
+
+
+def _event(line: bytes) -> object:
+    """The text of one `data:` line of a chat.completion.chunk stream; _DONE at its end."""
+    line = line.strip()
+    if not line.startswith(b"data:"):
+        return None  # blank separators, comments, other fields
+    data = line[5:].strip()
+    if data == b"[DONE]":
+        return _DONE
+    try:
+        choice = json.loads(data)["choices"][0]
+    except (ValueError, KeyError, IndexError, TypeError):
+        return None  # a usage-only chunk has no choices
+    content = (choice.get("delta") or {}).get("content") if isinstance(choice, dict) else None
+    return content if isinstance(content, str) else None
 
 
 def _last_answer(

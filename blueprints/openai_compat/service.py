@@ -1,0 +1,115 @@
+"""Chat completions through the cache: one entry per conversation and options, whatever way it was
+asked. A completion is always streamed from the model and its pieces kept, so a streamed repeat
+replays them in order and a non-streamed one joins them."""
+
+from __future__ import annotations
+
+import hashlib
+import math
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import orjson
+from flask import current_app
+
+from appfactory.cache import cache_call
+from appfactory.cache.flow import ResponseCache
+from blueprints.ai.providers.base import Chat
+from blueprints.ai.service import audience
+
+PREFIX = "chat"
+
+
+def completion_id() -> str:
+    return f"chatcmpl-{uuid.uuid4().hex[:24]}"
+
+
+def usage(chat: Chat, text: str) -> dict[str, int]:
+    """An estimate (about four characters a token): the model servers' own counts are not read yet."""
+    prompt = sum(math.ceil(len(content) / 4) for _, content in chat.messages)
+    completion = math.ceil(len(text) / 4)
+    return {"prompt_tokens": prompt, "completion_tokens": completion, "total_tokens": prompt + completion}
+
+
+def _entry(chat: Chat, pieces: list[str]) -> dict[str, Any]:
+    text = "".join(pieces)
+    return {
+        "created": int(time.time()),
+        "model": chat.model,
+        "pieces": pieces,
+        "finish_reason": "stop",
+        "usage": usage(chat, text),
+    }
+
+
+def complete(chat: Chat) -> dict[str, Any]:
+    """The whole completion: cached, and computed once for concurrent identical requests."""
+    provider = current_app.extensions["ai_provider"]
+    return _collected(audience(), provider.name, provider.upstream, chat)
+
+
+def cached(chat: Chat) -> dict[str, Any] | None:
+    """A fresh entry for this chat (a HIT), or None."""
+    state: ResponseCache = current_app.extensions["response_cache"]
+    return state.peek(PREFIX, _entry_key(chat))
+
+
+def stream(chat: Chat) -> tuple[Iterator[str], Callable[[list[str] | None], dict | None]] | None:
+    """(the pieces as the model sends them, `settle`), or None when an identical request is already
+    streaming from the model: `complete` then waits for its entry (one model call for all of them).
+
+    The model call is admitted before this returns (a refusal raises here). The caller closes the
+    iterator when its client leaves, which ends the model call, and calls `settle(pieces)` at the
+    stream's end (stores the entry) or `settle(None)` when it did not end (stores nothing); either
+    gives the single-flight lock back."""
+    state: ResponseCache = current_app.extensions["response_cache"]
+    key = _entry_key(chat)
+    leads, token = state.claim(key)
+    if not leads:
+        return None
+    provider = current_app.extensions["ai_provider"]
+    try:
+        admitted = current_app.extensions["ai_guard"].open_stream(lambda: provider.stream(chat))
+    except BaseException:
+        state.release(key, token)
+        raise
+    settled = False
+
+    def settle(pieces: list[str] | None) -> dict[str, Any] | None:
+        nonlocal settled
+        if settled:
+            return None
+        settled = True
+        try:
+            if pieces is None:
+                return None
+            entry = _entry(chat, pieces)
+            state.put(PREFIX, key, current_app.config["AI_CACHE_TTL"], entry)
+            return entry
+        finally:
+            state.release(key, token)
+
+    return admitted, settle
+
+
+def _entry_key(chat: Chat) -> str:
+    provider = current_app.extensions["ai_provider"]
+    return _collected.entry_key(audience(), provider.name, provider.upstream, chat)
+
+
+@cache_call(ttl="AI_CACHE_TTL", key_prefix=PREFIX, key=lambda *parts: _digest(parts))
+def _collected(audience_: str, provider_name: str, upstream: str, chat: Chat) -> dict[str, Any]:
+    provider = current_app.extensions["ai_provider"]
+    pieces = current_app.extensions["ai_guard"].open_stream(lambda: provider.stream(chat))
+    try:
+        return _entry(chat, list(pieces))
+    finally:
+        pieces.close()
+
+
+def _digest(parts: tuple) -> str:
+    audience_, provider_name, upstream, chat = parts
+    payload = orjson.dumps([audience_, provider_name, upstream, chat.payload()], option=orjson.OPT_SORT_KEYS)
+    return hashlib.sha256(payload).hexdigest()
