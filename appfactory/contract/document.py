@@ -127,6 +127,7 @@ def openapi_document(app: Flask) -> dict[str, Any]:
             operation.setdefault("operationId", endpoint)  # the pages' own, as one endpoint serves both
             _describe(operation, app.view_functions[endpoint])
             _complete(path, method, operation, needs_key.get(endpoint, False))
+            _add_event_stream(operation, app.view_functions[endpoint])
     doc["components"]["headers"] = _HEADERS
     _describe_schemas(doc["components"]["schemas"])
     _apply_limits(doc["components"]["schemas"], app)
@@ -168,11 +169,31 @@ def _describe(operation: dict[str, Any], view: Any) -> None:
         operation["summary"], operation["description"] = summary.replace("\n", " "), description
 
 
+EVENT_STREAM = "streams_events"  # a view's mark: with `stream: true` it answers server-sent events
+
+
+def streams_events(view: Any) -> Any:
+    """Mark a view whose 200 may also be `text/event-stream`, so the document says so."""
+    setattr(view, EVENT_STREAM, True)
+    return view
+
+
+def _add_event_stream(operation: dict[str, Any], view: Any) -> None:
+    if getattr(inspect.unwrap(view), EVENT_STREAM, False):
+        events = {  # each server-sent event: its `data` a chunk's JSON, the last one `[DONE]`
+            "type": "object",
+            "properties": {"data": {"type": "string"}},
+            "required": ["data"],
+            "description": "`data: <chat.completion.chunk JSON>` events, the last `data: [DONE]`.",
+        }
+        operation["responses"]["200"].setdefault("content", {})["text/event-stream"] = {"schema": events}
+
+
 def _complete(path: str, method: str, operation: dict[str, Any], needs_key: bool) -> None:
     for parameter in operation["parameters"]:
         if parameter["in"] == "path" and parameter["schema"] is None:  # the `id` converter
             parameter["schema"] = dict(_ID)
-    api = path.startswith("/api/")
+    api = path.startswith(("/api/", "/v1/"))  # the native API and the OpenAI-compatible face
     responses = operation["responses"]
     if api:
         operation["security"] = [{"bearer": []}] if needs_key else [{"bearer": []}, {}]
@@ -203,10 +224,13 @@ def _complete(path: str, method: str, operation: dict[str, Any], needs_key: bool
 
 def _apply_limits(schemas: dict[str, Any], app: Flask) -> None:
     """What the configuration bounds: the prompt's length and the models offered."""
+    offered = sorted(app.extensions["ai_models"])
     for name in ("GenerateQuery", "GenerateBody"):
         properties = schemas[name]["properties"]
         _string_of(properties["prompt"])["maxLength"] = app.config["MAX_PROMPT_CHARS"]
-        _string_of(properties["model"])["enum"] = sorted(app.extensions["ai_models"])
+        _string_of(properties["model"])["enum"] = offered
+    if "ChatRequest" in schemas:  # /v1: the same models
+        _string_of(schemas["ChatRequest"]["properties"]["model"])["enum"] = offered
 
 
 def _string_of(schema: dict[str, Any]) -> dict[str, Any]:

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field
 
 from blueprints.ai.schemas import MAX_TOKENS
 
@@ -13,14 +13,14 @@ Role = Literal["system", "developer", "user", "assistant"]
 
 
 class TextPart(BaseModel):
-    model_config = ConfigDict(extra="ignore")
+    model_config = ConfigDict(strict=True, extra="ignore")
 
     type: Literal["text"] = Field(description="Only text parts: images, audio and files are refused.")
     text: str
 
 
 class Message(BaseModel):
-    model_config = ConfigDict(extra="ignore")
+    model_config = ConfigDict(strict=True, extra="ignore")
 
     role: Role
     content: str | list[TextPart]
@@ -30,7 +30,7 @@ class Message(BaseModel):
 
 
 class StreamOptions(BaseModel):
-    model_config = ConfigDict(extra="ignore")
+    model_config = ConfigDict(strict=True, extra="ignore")
 
     include_usage: bool = False
 
@@ -39,9 +39,9 @@ Tokens = Annotated[int, Field(ge=1, le=MAX_TOKENS)]
 
 
 class ChatRequest(BaseModel):
-    """OpenAI's chat-completions request; `n` must be 1."""
+    """OpenAI's chat-completions request; `n`, when given, must be 1."""
 
-    model_config = ConfigDict(extra="ignore")
+    model_config = ConfigDict(strict=True, extra="ignore")
 
     model: str
     messages: list[Message] = Field(min_length=1)
@@ -54,14 +54,7 @@ class ChatRequest(BaseModel):
     user: str | None = None
     stream: bool = False
     stream_options: StreamOptions | None = None
-    n: int | None = None
-
-    @field_validator("n")
-    @classmethod
-    def _one_choice(cls, value: int | None) -> int | None:
-        if value not in (None, 1):
-            raise ValueError("only n=1 is supported")
-        return value
+    n: Annotated[int, Field(ge=1, le=1, description="Only one choice is generated.")] | None = None
 
 
 class ChatMessage(BaseModel):

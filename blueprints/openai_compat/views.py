@@ -12,6 +12,7 @@ from flask import Response, current_app, stream_with_context
 from appfactory.cache import HIT, MISS, cache_status
 from appfactory.cache.outcomes import note_status
 from appfactory.contract import answers, contract
+from appfactory.contract.document import streams_events
 from appfactory.identity.access import requires_key
 from appfactory.web.errors import ApiError
 from blueprints.ai.providers.base import Chat
@@ -48,6 +49,7 @@ def show_model(model_id: str) -> dict:
 @bp.post("/chat/completions")
 @contract.validate(resp=answers(200, ChatCompletion, 404, 502, 503, 504), tags=_TAGS)
 @requires_key(unless="AI_ALLOW_ANONYMOUS")
+@streams_events
 def chat_completions(json: ChatRequest) -> Any:
     """OpenAI's chat completions; with `stream: true`, server-sent `chat.completion.chunk` events
     ending in `data: [DONE]`. A cached answer streams as the pieces the model first sent."""

@@ -155,19 +155,20 @@ def test_the_sdks_own_retries_honour_retry_after(postgres, namespace):
 def test_a_client_leaving_mid_stream_closes_the_model_servers_connection(postgres, namespace):
     with FakeModel(delay=3.0) as model:
         with Gunicorn(_env(postgres, namespace, model, RATE_LIMIT_PER_MINUTE=1000), workers=1) as server:
-            client = OpenAI(base_url=f"{server.url}/v1", api_key=issue_key(postgres.url, admin=False))
-            stream = client.chat.completions.create(
-                model=MODEL, messages=_ask("a long answer with many words to stream slowly"), stream=True
-            )
-            next(iter(stream))
-            stream.close()  # the client leaves
-            deadline = time.monotonic() + 5
-            while model.disconnects == 0 and time.monotonic() < deadline:
-                time.sleep(0.1)
-            assert model.disconnects == 1
-            # and nothing partial was cached: the same request streams from the model again
-            calls = model.calls
-            pieces, _, _ = _streamed(client, "a long answer with many words to stream slowly")
+            key = issue_key(postgres.url, admin=False)
+            with OpenAI(base_url=f"{server.url}/v1", api_key=key) as client:
+                with client.chat.completions.create(
+                    model=MODEL, messages=_ask("a long answer with many words to stream slowly"), stream=True
+                ) as stream:
+                    next(iter(stream))
+                # the client has left
+                deadline = time.monotonic() + 5
+                while model.disconnects == 0 and time.monotonic() < deadline:
+                    time.sleep(0.1)
+                assert model.disconnects == 1
+                # and nothing partial was cached: the same request streams from the model again
+                calls = model.calls
+                pieces, _, _ = _streamed(client, "a long answer with many words to stream slowly")
             assert model.calls == calls + 1 and "".join(pieces).endswith("slowly")
 
 

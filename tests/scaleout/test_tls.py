@@ -32,7 +32,9 @@ def _trusting_client(server: TlsRedisServer) -> redis.Redis:
 def test_two_instances_on_a_redis_that_speaks_only_tls(tls_redis, database):
     with pytest.raises(redis.ConnectionError):  # nothing answers in clear text there
         redis.Redis(port=tls_redis.port, socket_timeout=1).ping()
-    env = instance_env(database.url, tls_redis.url)
+    # 50 concurrent generations open up to 50 TLS connections at once under gevent: their handshakes
+    # share two cores and can outlast the default 250 ms (docs/scaleout.md, "TLS").
+    env = instance_env(database.url, tls_redis.url, REDIS_TIMEOUT_MS="2000")
     with Gunicorn(env, workers=2) as a, Gunicorn(env, workers=2) as b:
         hold_across(a.url, b.url)
         cli_works(env, b.url)
