@@ -49,6 +49,23 @@ def cooperative() -> bool:
     return monkey is not None and monkey.is_module_patched("threading")
 
 
+def _run(script: redis.commands.core.Script, conn: Connection, keys: list[str], args: list[Any]) -> Any:
+    """EVALSHA on `conn` (EVAL when Redis lost the script). A connection that failed mid-call is closed,
+    so a half-read reply never reaches the next command; it reconnects on its next one."""
+    try:
+        conn.send_command("EVALSHA", script.sha, len(keys), *keys, *args)
+        try:
+            return conn.read_response()
+        except NoScriptError:  # Redis restarted or SCRIPT FLUSH: the source loads it again
+            conn.send_command("EVAL", script.script, len(keys), *keys, *args)
+            return conn.read_response()
+    except ResponseError:
+        raise  # Redis answered: the connection is in step
+    except BaseException:
+        conn.disconnect()
+        raise
+
+
 def _quiet(conn: Connection) -> bool:
     """Whether nothing is waiting on the connection's socket: no end of file, no stray reply."""
     sock = conn._sock
@@ -72,19 +89,7 @@ class PinnedScript:
         self._local = threading.local()
 
     def __call__(self, keys: list[str], args: list[Any]) -> Any:
-        conn = self._connection()
-        try:
-            conn.send_command("EVALSHA", self.script.sha, len(keys), *keys, *args)
-            try:
-                return conn.read_response()
-            except NoScriptError:  # Redis restarted or SCRIPT FLUSH: the source loads it again
-                conn.send_command("EVAL", self.script.script, len(keys), *keys, *args)
-                return conn.read_response()
-        except ResponseError:
-            raise  # Redis answered: the connection is in step
-        except BaseException:
-            conn.disconnect()  # a reply may be half read: never hand that to the next command
-            raise
+        return _run(self.script, self._connection(), keys, args)
 
     def _connection(self) -> Connection:
         local = self._local
@@ -145,17 +150,7 @@ class KeptScript:
             self._out -= 1
             raise
         try:
-            conn.send_command("EVALSHA", self.script.sha, len(keys), *keys, *args)
-            try:
-                return conn.read_response()
-            except NoScriptError:  # Redis restarted or SCRIPT FLUSH: the source loads it again
-                conn.send_command("EVAL", self.script.script, len(keys), *keys, *args)
-                return conn.read_response()
-        except ResponseError:
-            raise  # Redis answered: the connection is in step
-        except BaseException:
-            conn.disconnect()  # a reply may be half read: it reconnects on its next command
-            raise
+            return _run(self.script, conn, keys, args)
         finally:
             self._out -= 1
             self._free.append((conn, time.monotonic()))
