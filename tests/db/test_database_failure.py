@@ -38,8 +38,7 @@ def test_postgresql_restart_degrades_then_heals_without_a_service_restart(pg_ser
         "REDIS_URL": REDIS_URL,  # several workers need the shared Redis
         "CACHE_NAMESPACE": key_namespace(),
     }
-    with Gunicorn(env, workers=2) as server:
-        session = requests.Session()
+    with Gunicorn(env, workers=2) as server, requests.Session() as session:
         session.headers.update(bearer(issue_key(pg_server.url)))
         created = session.post(f"{server.url}/api/v1/templates", json={"name": "t", "body": "b"}, timeout=10)
         assert created.status_code == 201

@@ -63,8 +63,7 @@ def test_the_spans_of_a_miss_a_hit_and_a_database_read(postgres):
             "OTEL_EXPORTER_OTLP_ENDPOINT": collector.endpoint,
             "OTEL_BSP_SCHEDULE_DELAY": "100",
         }
-        with Gunicorn(env, workers=2) as server:
-            session = requests.Session()
+        with Gunicorn(env, workers=2) as server, requests.Session() as session:
             miss = session.get(f"{server.url}{GENERATE}?prompt=traced")
             hit = session.get(f"{server.url}{GENERATE}?prompt=traced")
             read = session.get(f"{server.url}/api/v1/templates")

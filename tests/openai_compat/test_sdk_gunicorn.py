@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -36,6 +37,21 @@ def namespace():
         delete_namespace(client, name)
 
 
+@pytest.fixture
+def sdk():
+    """Makes the test's SDK clients and closes them at its end: no pooled socket outlives its test."""
+    made: list[OpenAI] = []
+
+    def make(url: str, key: str, **options) -> OpenAI:
+        made.append(OpenAI(base_url=f"{url}/v1", api_key=key, **options))
+        return made[-1]
+
+    yield make
+    for client in made:
+        client.close()
+    gc.collect()  # what the SDK let go of is closed now, under this module's warning filters
+
+
 def _env(postgres, namespace: str, model: FakeModel, **extra) -> dict[str, str]:
     return {
         "DATABASE_URL": postgres.url,
@@ -65,12 +81,12 @@ def _streamed(client: OpenAI, text: str, **options) -> tuple[list[str], float, l
     return pieces, first, chunks
 
 
-def test_the_sdk_lists_models_completes_streams_and_reads_the_cache(postgres, namespace):
+def test_the_sdk_lists_models_completes_streams_and_reads_the_cache(postgres, namespace, sdk):
     with FakeModel(delay=2.0) as model:
         env = _env(postgres, namespace, model, RATE_LIMIT_PER_MINUTE=1000)
         with Gunicorn(env, workers=1) as one, Gunicorn(env, workers=1) as other:
             key = issue_key(postgres.url, admin=False)
-            client = OpenAI(base_url=f"{one.url}/v1", api_key=key)
+            client = sdk(one.url, key)
             assert [m.id for m in client.models.list()] == [MODEL]
             assert client.models.retrieve(MODEL).id == MODEL
 
@@ -91,7 +107,7 @@ def test_the_sdk_lists_models_completes_streams_and_reads_the_cache(postgres, na
             calls = model.calls
 
             # The repeats, through the other instance: cache hits, the stream replayed piece by piece.
-            again = OpenAI(base_url=f"{other.url}/v1", api_key=key)
+            again = sdk(other.url, key)
             raw = again.chat.completions.with_raw_response.create(
                 model=MODEL, messages=_ask("hello there world")
             )
@@ -106,20 +122,18 @@ def test_the_sdk_lists_models_completes_streams_and_reads_the_cache(postgres, na
             )
             assert joined.choices[0].message.content == "".join(pieces)
             assert model.calls == calls
-            client.close()
-            again.close()
 
 
-def test_the_sdk_raises_its_own_exceptions(postgres, namespace):
+def test_the_sdk_raises_its_own_exceptions(postgres, namespace, sdk):
     with FakeModel() as model:
         env = _env(postgres, namespace, model, RATE_LIMIT_PER_MINUTE=3)
         with Gunicorn(env, workers=1) as server:
             key = issue_key(postgres.url, admin=False)
             with pytest.raises(openai.AuthenticationError) as refused:
-                OpenAI(base_url=f"{server.url}/v1", api_key="aig_1_not-a-key", max_retries=0).models.list()
+                sdk(server.url, "aig_1_not-a-key", max_retries=0).models.list()
             assert refused.value.body["type"] == "authentication_error"
 
-            client = OpenAI(base_url=f"{server.url}/v1", api_key=key, max_retries=0)
+            client = sdk(server.url, key, max_retries=0)
             with pytest.raises(openai.BadRequestError) as bad:
                 client.chat.completions.create(model=MODEL, messages=[])
             assert bad.value.body["param"] == "messages" and bad.value.body["type"] == "invalid_request_error"
@@ -135,7 +149,7 @@ def test_the_sdk_raises_its_own_exceptions(postgres, namespace):
             )
 
 
-def test_the_sdks_own_retries_honour_retry_after(postgres, namespace):
+def test_the_sdks_own_retries_honour_retry_after(postgres, namespace, sdk):
     """One model call at a time and no wait for a slot: a second caller gets 503 upstream_busy with
     Retry-After: 1, and the SDK's own retry, after that second, is answered."""
     with FakeModel(delay=1.0) as model:
@@ -144,7 +158,7 @@ def test_the_sdks_own_retries_honour_retry_after(postgres, namespace):
         )
         with Gunicorn(env, workers=1) as server:
             key = issue_key(postgres.url, admin=False)
-            client = OpenAI(base_url=f"{server.url}/v1", api_key=key, max_retries=2)
+            client = sdk(server.url, key, max_retries=2)
             first = threading.Thread(
                 target=lambda: client.chat.completions.create(model=MODEL, messages=_ask("first"))
             )
@@ -154,18 +168,17 @@ def test_the_sdks_own_retries_honour_retry_after(postgres, namespace):
             second = client.chat.completions.create(model=MODEL, messages=_ask("second"))
             took = time.perf_counter() - started
             first.join()
-            client.close()
             log = server.log()
     assert second.choices[0].message.content == "echo: second"
     assert log.count("Refused a generation") == 1  # refused once, then answered on the retry
     assert took >= 1.0  # the retry waited the Retry-After second
 
 
-def test_a_client_leaving_mid_stream_closes_the_model_servers_connection(postgres, namespace):
+def test_a_client_leaving_mid_stream_closes_the_model_servers_connection(postgres, namespace, sdk):
     with FakeModel(delay=3.0) as model:
         with Gunicorn(_env(postgres, namespace, model, RATE_LIMIT_PER_MINUTE=1000), workers=1) as server:
             key = issue_key(postgres.url, admin=False)
-            with OpenAI(base_url=f"{server.url}/v1", api_key=key) as client:
+            with sdk(server.url, key) as client:
                 with client.chat.completions.create(
                     model=MODEL, messages=_ask("a long answer with many words to stream slowly"), stream=True
                 ) as stream:
@@ -181,12 +194,12 @@ def test_a_client_leaving_mid_stream_closes_the_model_servers_connection(postgre
             assert model.calls == calls + 1 and "".join(pieces).endswith("slowly")
 
 
-def test_twenty_identical_streams_across_two_instances_get_one_text(postgres, namespace):
+def test_twenty_identical_streams_across_two_instances_get_one_text(postgres, namespace, sdk):
     with FakeModel(delay=1.0) as model:
         env = _env(postgres, namespace, model, RATE_LIMIT_PER_MINUTE=1000)
         with Gunicorn(env, workers=1) as one, Gunicorn(env, workers=1) as other:
             key = issue_key(postgres.url, admin=False)
-            clients = [OpenAI(base_url=f"{server.url}/v1", api_key=key) for server in (one, other)]
+            clients = [sdk(server.url, key) for server in (one, other)]
             barrier = threading.Barrier(20)
 
             def ask(n: int) -> str:

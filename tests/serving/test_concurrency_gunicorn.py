@@ -68,10 +68,11 @@ def _probe(url: str, rounds: int = 20) -> list[float]:
 
 
 def _hits_per_second(url: str, seconds: float = 1.5) -> float:
-    session, count, end = requests.Session(), 0, time.monotonic() + seconds
-    while time.monotonic() < end:
-        assert session.get(url, timeout=5).headers["X-Cache"] == "HIT"
-        count += 1
+    count, end = 0, time.monotonic() + seconds
+    with requests.Session() as session:
+        while time.monotonic() < end:
+            assert session.get(url, timeout=5).headers["X-Cache"] == "HIT"
+            count += 1
     return count / seconds
 
 
