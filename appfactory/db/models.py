@@ -7,8 +7,8 @@ from datetime import UTC, datetime
 from sqlalchemy import Boolean, Column, DateTime, ForeignKey, Integer, MetaData, String, Table, Text
 
 # The alembic revision these tables are at (migrations/versions/): the health probe compares the
-# database's with it; tests/db/test_db.py checks it is alembic's head.
-SCHEMA_REVISION = "0003"
+# database's with it; tests/db/test_schema_and_retries.py checks it is alembic's head.
+SCHEMA_REVISION = "0004"
 
 metadata = MetaData(
     naming_convention={
@@ -67,5 +67,8 @@ api_keys = Table(
     Column("expires_at", DateTime(timezone=True), nullable=True),
     Column("last_used_at", DateTime(timezone=True), nullable=True),
     Column("revoked_at", DateTime(timezone=True), nullable=True),
+    # AI token budgets of this key; NULL: AI_TOKENS_PER_MINUTE / AI_TOKENS_PER_DAY apply
+    Column("tokens_per_minute", Integer, nullable=True),
+    Column("tokens_per_day", Integer, nullable=True),
     sqlite_autoincrement=True,
 )

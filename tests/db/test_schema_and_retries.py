@@ -1,13 +1,17 @@
-"""The schema's revision as the code knows it, a database without the schema (503, never 500), and a
-read on a dead pooled connection retried once on a fresh one (a write never)."""
+"""The schema's revision as the code knows it, a database without the schema (503, never 500), the keys'
+token budgets (0004) migrated up and down, and a read on a dead pooled connection retried once on a
+fresh one (a write never)."""
 
 from __future__ import annotations
 
 import psycopg2
 import pytest
+from alembic import command
 from alembic.script import ScriptDirectory
+from sqlalchemy import create_engine, inspect, text
 
 from appfactory import create_app
+from appfactory.config import sqlalchemy_url
 from appfactory.db import migrate
 from appfactory.db.models import SCHEMA_REVISION
 from tests.conftest import as_admin, base_overrides
@@ -53,6 +57,48 @@ def test_without_the_schema_data_requests_are_503_and_health_says_behind(empty_d
         assert client.get("/api/v1/templates").status_code == 200
     finally:
         app.extensions["db"].dispose()
+
+
+def _downgrade(database_url: str, revision: str) -> None:
+    engine = create_engine(sqlalchemy_url(database_url))
+    try:
+        with engine.begin() as conn:
+            cfg = migrate.alembic_config()
+            cfg.attributes["connection"] = conn
+            command.downgrade(cfg, revision)
+    finally:
+        engine.dispose()
+
+
+def test_keys_token_budgets_migrate_up_and_down_keeping_keys_and_ids(empty_database):
+    migrate.upgrade(empty_database, revision="0003")
+    engine = create_engine(sqlalchemy_url(empty_database))
+    user = "INSERT INTO users (email, name, created_at, updated_at) VALUES ('u@x.io', 'U', :t, :t)"
+    key = "INSERT INTO api_keys (user_id, hint, secret_hash, admin, created_at) VALUES (1, :h, 'x', :f, :t)"
+    stamp = {"f": False, "t": "2026-01-01 00:00:00"}
+    rows = "SELECT id, hint, tokens_per_minute, tokens_per_day FROM api_keys ORDER BY id"
+    try:
+        with engine.begin() as conn:
+            conn.execute(text(user), stamp)
+            for hint in ("a", "b"):
+                conn.execute(text(key), {"h": hint, **stamp})
+            conn.execute(text("DELETE FROM api_keys WHERE hint = 'b'"))  # the newest: id 2 is spent
+        migrate.upgrade(empty_database)
+        with engine.begin() as conn:
+            conn.execute(text("UPDATE api_keys SET tokens_per_minute = 5"))
+            assert conn.execute(text(rows)).all() == [(1, "a", 5, None)]
+        engine.dispose()
+        _downgrade(empty_database, "0003")
+        columns = {column["name"] for column in inspect(engine).get_columns("api_keys")}
+        assert "revoked_at" in columns and not columns & {"tokens_per_minute", "tokens_per_day"}
+        with engine.begin() as conn:
+            conn.execute(text(key), {"h": "c", **stamp})  # SQLite's copied table still skips id 2
+        engine.dispose()
+        migrate.upgrade(empty_database)
+        with engine.begin() as conn:
+            assert conn.execute(text(rows)).all() == [(1, "a", None, None), (3, "c", None, None)]
+    finally:
+        engine.dispose()
 
 
 def _terminate_backends(database_url: str) -> int:

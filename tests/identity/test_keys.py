@@ -16,7 +16,7 @@ from sqlalchemy import create_engine, insert, update
 from appfactory import create_app
 from appfactory.config import ConfigError, sqlalchemy_url
 from appfactory.db.models import api_keys, templates, utcnow
-from appfactory.identity import tokens
+from appfactory.identity import store, tokens
 from appfactory.identity.hooks import UNAUTHORIZED
 from tests.conftest import base_overrides
 from tests.support.keys import bearer, issue_key
@@ -430,3 +430,86 @@ def test_the_cli_says_a_user_does_not_exist_when_listing_as_when_creating(app, r
     user_id = user_id.get_json()["id"]
     listed = runner.invoke(args=["keys", "list", "--user", str(user_id)])
     assert listed.exit_code == 0 and len(listed.stdout.splitlines()) == 1  # the sign-up's key
+
+
+def _budgets(runner, user_id: int) -> dict[str, str]:
+    """`flask keys list`'s last two fields of each key: {key id: "tokens_per_minute=… tokens_per_day=…"}."""
+    listed = runner.invoke(args=["keys", "list", "--user", str(user_id)])
+    assert listed.exit_code == 0, listed.output
+    return {line.split()[0]: " ".join(line.split()[-2:]) for line in listed.stdout.splitlines()}
+
+
+def test_the_cli_gives_a_key_token_budgets_changes_and_clears_them(world):
+    runner = world.app.test_cli_runner()
+    budgets = ["--tokens-per-minute", "500", "--tokens-per-day", "20000"]
+    created = runner.invoke(args=["keys", "create", "--user", str(world.b_id), *budgets])
+    assert created.exit_code == 0, created.output
+    key_id = created.stdout.strip().split("_")[1]
+    signup_key = world.b_key.split("_")[1]
+    assert _budgets(runner, world.b_id) == {
+        signup_key: "tokens_per_minute=default tokens_per_day=default",
+        key_id: "tokens_per_minute=500 tokens_per_day=20000",
+    }
+    with world.app.extensions["db"].connect() as conn:
+        record = store.find(conn, int(key_id))
+    assert record[-2:] == (500, 20000) and (record.tokens_per_minute, record.tokens_per_day) == (500, 20000)
+    changed = runner.invoke(args=["keys", "budget", key_id, "--tokens-per-minute", "900"])
+    assert changed.exit_code == 0, changed.output
+    assert changed.stdout.strip() == f"key {key_id}: tokens_per_minute=900 tokens_per_day=20000"
+    assert _budgets(runner, world.b_id)[key_id] == "tokens_per_minute=900 tokens_per_day=20000"
+    cleared = runner.invoke(args=["keys", "budget", key_id, "--tokens-per-day", "default"])
+    assert cleared.exit_code == 0, cleared.output
+    assert _budgets(runner, world.b_id)[key_id] == "tokens_per_minute=900 tokens_per_day=default"
+    both = ["keys", "budget", signup_key, "--tokens-per-minute", "7", "--tokens-per-day", "70"]
+    assert runner.invoke(args=both).exit_code == 0
+    assert runner.invoke(args=["keys", "budget", key_id, "--tokens-per-minute", "default"]).exit_code == 0
+    assert _budgets(runner, world.b_id) == {
+        signup_key: "tokens_per_minute=7 tokens_per_day=70",
+        key_id: "tokens_per_minute=default tokens_per_day=default",
+    }
+    issued = issue_key(world.app.config["DATABASE_URL"], user_id=world.a_id, tokens_per_minute=3)
+    assert _budgets(runner, world.a_id)[issued.split("_")[1]] == "tokens_per_minute=3 tokens_per_day=default"
+
+
+def test_the_cli_refuses_a_budget_for_no_key_without_a_budget_or_not_a_number(world):
+    runner = world.app.test_cli_runner()
+    unknown = runner.invoke(args=["keys", "budget", "999999", "--tokens-per-minute", "5"])
+    assert unknown.exit_code == 1 and "key 999999 does not exist" in unknown.output
+    key_id = world.b_key.split("_")[1]
+    nothing = runner.invoke(args=["keys", "budget", key_id])
+    assert nothing.exit_code == 1 and "--tokens-per-minute" in nothing.output
+    for bad in ("0", "-3", "lots", str(2**31)):
+        refused = runner.invoke(args=["keys", "budget", key_id, "--tokens-per-day", bad])
+        assert refused.exit_code == 2, (bad, refused.output)
+        create = ["keys", "create", "--user", str(world.b_id), "--tokens-per-minute", bad]
+        created = runner.invoke(args=create)
+        assert created.exit_code == 2, (bad, created.output)
+    assert _budgets(runner, world.b_id) == {key_id: "tokens_per_minute=default tokens_per_day=default"}
+
+
+def test_a_budget_change_reaches_workers_that_remember_the_key(new_app, monkeypatch):
+    from appfactory.identity import verifier
+    from tests.support.services import RedisServer
+
+    read = []  # the key ids each worker read from the database
+    find = verifier._find
+    monkeypatch.setattr(verifier, "_find", lambda key_id: read.append(key_id) or find(key_id))
+    server = RedisServer().start()
+    try:
+        app = new_app(REDIS_URL=server.url, AI_ALLOW_ANONYMOUS=None)
+        token = issue_key(app.config["DATABASE_URL"], admin=False)
+        key, key_id = bearer(token), token.split("_")[1]
+        client = app.test_client()
+        for _ in range(3):  # read, read and remembered, remembered
+            assert client.get("/api/v1/templates", headers=key).status_code == 200
+        read.clear()
+        assert client.get("/api/v1/templates", headers=key).status_code == 200 and read == []
+        runner = app.test_cli_runner()
+        assert runner.invoke(args=["keys", "budget", key_id, "--tokens-per-minute", "50"]).exit_code == 0
+        assert client.get("/api/v1/templates", headers=key).status_code == 200
+        assert read == [int(key_id)]  # read again, with its new budget
+        monkeypatch.setattr(app.extensions["identity"], "revoked", lambda: False)
+        untold = runner.invoke(args=["keys", "budget", key_id, "--tokens-per-minute", "default"])
+        assert untold.exit_code == 1 and "Redis could not be told" in untold.output
+    finally:
+        server.close()

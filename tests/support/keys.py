@@ -13,7 +13,12 @@ from appfactory.identity import store
 
 
 def issue_key(
-    database_url: str, admin: bool = True, user_id: int | None = None, expires_at: datetime | None = None
+    database_url: str,
+    admin: bool = True,
+    user_id: int | None = None,
+    expires_at: datetime | None = None,
+    tokens_per_minute: int | None = None,
+    tokens_per_day: int | None = None,
 ) -> str:
     """A new key's token (for a new user unless `user_id` is given)."""
     engine = create_engine(sqlalchemy_url(database_url))
@@ -24,7 +29,14 @@ def issue_key(
                 user_id = conn.execute(
                     users.insert().values(email=email, name="key holder")
                 ).inserted_primary_key[0]
-            return store.issue(conn, user_id, admin=admin, expires_at=expires_at).token
+            return store.issue(
+                conn,
+                user_id,
+                admin=admin,
+                expires_at=expires_at,
+                tokens_per_minute=tokens_per_minute,
+                tokens_per_day=tokens_per_day,
+            ).token
     finally:
         engine.dispose()
 
