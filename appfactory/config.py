@@ -242,6 +242,13 @@ VARS: tuple[Var, ...] = (
     Var("RATE_LIMIT_SIGNUPS_PER_HOUR", 10, _integer(1), "users one address may create per hour"),
     Var("SIGNUPS_PER_DAY", 1000, _integer(1), "users the whole service creates per day by sign-up"),
     Var("SIGNUP_ENABLED", True, _flag, "false: sign-up is 403; the CLI or an admin key creates users"),
+    Var(
+        "AI_TOKENS_PER_MINUTE",
+        None,
+        _integer(1),
+        "each key's token budget per minute (a key's own overrides it); unset: none",
+    ),
+    Var("AI_TOKENS_PER_DAY", None, _integer(1), "each key's token budget per UTC day; unset: none"),
     Var("AI_ALLOW_ANONYMOUS", False, _flag, "true: generation without an API key"),
     Var("AI_MODELS", None, _names, "models clients may ask for; default: the configured model alone"),
     Var("AI_CACHE_SCOPE", "shared", _choice("shared", "user"), "shared: one answer for everyone"),

@@ -13,6 +13,7 @@ from appfactory.db.engine import db
 from appfactory.identity.hooks import init_identity
 from appfactory.observability import metrics
 from appfactory.ratelimit import limiter, limiter_config
+from appfactory.ratelimit.tokens import init_token_budgets
 from appfactory.redis.client import redis_client
 
 __all__ = ["cache", "db", "init_cors", "init_extensions", "limiter", "redis_client"]
@@ -42,6 +43,7 @@ def init_extensions(app: Flask) -> None:
     for key, value in limiter_config(app.config, redis_state and redis_state.client).items():
         app.config.setdefault(key, value)
     init_cache(app)
+    init_token_budgets(app)
     init_identity(app)
     metrics.init_app(app)
 

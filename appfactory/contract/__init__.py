@@ -7,7 +7,18 @@ document    /openapi.json: SpecTree's document completed with what the hooks add
             errors shared by every route)
 """
 
-from appfactory.contract.schemas import Body, Changes, ErrorEnvelope, NoQuery, Query, Text
+from appfactory.contract.schemas import Body, Changes, ErrorEnvelope, Integer, NoQuery, Query, Text
 from appfactory.contract.validation import answers, contract, query_of
 
-__all__ = ["Body", "Changes", "ErrorEnvelope", "NoQuery", "Query", "Text", "answers", "contract", "query_of"]
+__all__ = [
+    "Body",
+    "Changes",
+    "ErrorEnvelope",
+    "Integer",
+    "NoQuery",
+    "Query",
+    "Text",
+    "answers",
+    "contract",
+    "query_of",
+]

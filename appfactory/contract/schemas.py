@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StringConstraints
+from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, StringConstraints
 from pydantic_core import PydanticCustomError
 
 
@@ -37,6 +37,19 @@ class Query(BaseModel):
 
 class NoQuery(Query):
     """A route that takes no query parameter: any one is refused by name."""
+
+
+def _whole(value: Any) -> Any:
+    """64.0 is 64: JSON has one number type, and JSON Schema's `integer` takes a whole float too."""
+    if type(value) is float and value.is_integer():
+        return int(value)
+    return value
+
+
+def Integer(*constraints: Any) -> Any:  # noqa: N802
+    """A whole number (a whole float such as 64.0 included; never "64" or true), with `constraints`
+    (a Field with bounds)."""
+    return Annotated[int, *constraints, BeforeValidator(_whole)]
 
 
 def storable(value: str) -> str:

@@ -13,8 +13,9 @@ from sqlalchemy import Connection, select
 from appfactory.db.engine import db
 from appfactory.db.models import as_utc, users, utcnow
 from appfactory.identity import store, tokens
+from appfactory.redis.client import REDIS_ERRORS
 
-keys_cli = AppGroup("keys", help="API keys: create, list, revoke, budget.")
+keys_cli = AppGroup("keys", help="API keys: create, list, revoke, budget, usage.")
 
 DEFAULT = "default"  # a budget given as this: the service-wide one applies (NULL in the database)
 MAX_BUDGET = 2**31 - 1  # the largest a database Integer holds
@@ -161,3 +162,26 @@ def budget(key_id: int, tokens_per_minute: int | str | None, tokens_per_day: int
         f"key {key_id}: tokens_per_minute={_budget(record.tokens_per_minute)} "
         f"tokens_per_day={_budget(record.tokens_per_day)}"
     )
+
+
+@keys_cli.command("usage")
+@click.argument("key_id", type=click.IntRange(1))
+def usage(key_id: int) -> None:
+    """The AI tokens a key's model calls used this minute and this UTC day (calls in flight count
+    what they hold), as every worker and instance counts them in Redis."""
+    budgets = current_app.extensions["token_budgets"]
+    if budgets.client is None:
+        raise click.ClickException("no REDIS_URL: each worker counts tokens in its own memory, out of reach")
+    with db.engine.connect() as conn:
+        record = store.find(conn, key_id)
+    if record is None:
+        raise click.ClickException(f"key {key_id} does not exist")
+    try:
+        used = budgets.usage(f"key:{key_id}")
+    except REDIS_ERRORS as exc:
+        raise click.ClickException(f"Redis did not answer: {exc}") from None
+    config = current_app.config
+    per_minute = record.tokens_per_minute or config["AI_TOKENS_PER_MINUTE"]
+    per_day = record.tokens_per_day or config["AI_TOKENS_PER_DAY"]
+    minute, day = f"{used['tokens']}/{_budget(per_minute)}", f"{used['tokens-day']}/{_budget(per_day)}"
+    click.echo(f"key {key_id}: minute={minute} day={day}")

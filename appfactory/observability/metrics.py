@@ -50,6 +50,11 @@ UPSTREAM_ERRORS = Counter(
     "Model server calls that failed or were not made, by kind (throttled, timeout, busy, breaker_open, ...).",
     ["kind"],
 )
+UPSTREAM_TOKENS = Counter(
+    "aigen_upstream_tokens_total",
+    "Tokens the model server's calls used, by model and kind (prompt, completion); never by key.",
+    ["model", "kind"],
+)
 upstream_breaker_open = Gauge(
     "aigen_upstream_breaker_open",
     "1 while a worker's breaker for the model server is open",
@@ -104,6 +109,12 @@ def observe_upstream(provider: str, seconds: float) -> None:
 def count_upstream_error(kind: str) -> None:
     """Count one failed (or refused) model server call of `kind`."""
     UPSTREAM_ERRORS.labels(kind).inc()
+
+
+def count_tokens(model: str, prompt_tokens: int, completion_tokens: int) -> None:
+    """Count what one model call used (the model server's figures, or the estimate)."""
+    UPSTREAM_TOKENS.labels(model, "prompt").inc(prompt_tokens)
+    UPSTREAM_TOKENS.labels(model, "completion").inc(completion_tokens)
 
 
 def track_pool(engine: Engine) -> None:

@@ -15,6 +15,7 @@ from prometheus_client import Counter
 from redis import Redis
 
 from appfactory.compat.flask_limiter import limiter_base
+from appfactory.ratelimit import tokens
 from appfactory.ratelimit.headers import breach_message, policy_of, write_headers
 from appfactory.redis.client import client_options, cluster_options, is_cluster
 from appfactory.web.addresses import budget_key
@@ -157,8 +158,15 @@ def _exempt() -> bool:
 
 
 def write_limit_headers(response: Response) -> Response:
-    """After-request hook: the rate-limit headers, from the hit's own window (no second round trip)."""
-    return write_headers(response, limiter.current_limit)
+    """After-request hook: the rate-limit headers, from the hit's own window (no second round trip),
+    and the token budget's beside them when the request reserved tokens (ratelimit/tokens.py)."""
+    write_headers(response, limiter.current_limit)
+    if (reservation := tokens.noted()) is not None:
+        for _, policy, left in reservation.headers():
+            response.headers.add("RateLimit-Policy", policy)
+            if left is not None:
+                response.headers.add("RateLimit", left)
+    return response
 
 
 def limiter_config(config: dict[str, Any], redis: Redis | None = None) -> dict[str, Any]:

@@ -1,4 +1,7 @@
-"""Every call to the model server goes through one guard per app: a bulkhead and a breaker.
+"""Every call to the model server goes through one guard per app: a token meter, a bulkhead and a breaker.
+
+The meter (usage.py) reserves the call's worst case in tokens first (429 when the caller's budget is
+spent) and settles its real usage at its end, whichever way it ends.
 
 The bulkhead bounds the calls this worker holds at once (AI_MAX_CONCURRENCY); a call beyond the bound
 waits AI_QUEUE_WAIT_MS for a slot (its wait is the request's `queue` in Server-Timing), then is
@@ -20,7 +23,8 @@ from appfactory.observability.timing import timed
 from appfactory.resilience.breaker import Breaker
 from appfactory.resilience.bulkhead import Bulkhead, Full
 from appfactory.web.errors import ApiError
-from blueprints.ai.providers.base import UpstreamError
+from blueprints.ai.providers.base import Completion, UpstreamError, Usage
+from blueprints.ai.usage import Meter
 
 log = logging.getLogger(__name__)
 
@@ -35,32 +39,43 @@ class UpstreamGuard:
             "Model server", config["AI_BREAKER_COOLDOWN_S"], threshold=config["AI_BREAKER_FAILURES"]
         )
 
-    def call(self, fn: Callable[[], Any]) -> Any:
-        self._admit()
+    def call(self, fn: Callable[[], Completion], meter: Meter) -> Completion:
+        """fn()'s completion; `meter.usage` is what it used once this returns or raises."""
+        self._admit(meter)
         try:
             with timed("upstream"):
                 result = fn()
         except BaseException as exc:
             self._finish(exc)
+            meter.settle(None, None)
             raise
         self._finish(None)
+        meter.settle(result.usage, result.text)
         return result
 
-    def open_stream(self, pieces: Callable[[], Iterator[str]]) -> Admitted:
-        """A streamed call, admitted now: a refusal (breaker, bulkhead, the model server's answer to
-        the request) raises here, before the response starts. The slot is held until the pieces end
-        or the returned iterator is closed."""
-        self._admit()
+    def open_stream(self, pieces: Callable[[], Iterator[str | Usage]], meter: Meter) -> Admitted:
+        """A streamed call, admitted now: a refusal (token budget, breaker, bulkhead, the model
+        server's answer to the request) raises here, before the response starts. The slot and the
+        tokens are held until the pieces end or the returned iterator is closed."""
+        self._admit(meter)
+        admitted = Admitted(self, meter)
         try:
             with timed("upstream"):  # until the first piece: what the client waits before any text
-                iterator = pieces()
-                first = next(iterator, None)
+                admitted.start(pieces())
         except BaseException as exc:
-            self._finish(exc)
+            admitted._end(exc)
             raise
-        return Admitted(self, iterator, first)
+        return admitted
 
-    def _admit(self) -> None:
+    def _admit(self, meter: Meter) -> None:
+        meter.reserve()
+        try:
+            self._enter()
+        except BaseException:
+            meter.settle(None, None)
+            raise
+
+    def _enter(self) -> None:
         if not self.breaker.allow():
             count_upstream_error("breaker_open")
             tracing.event("breaker.refused", {"aigen.breaker.retry_in_s": round(self.breaker.retry_in(), 3)})
@@ -116,11 +131,26 @@ class UpstreamGuard:
 
 
 class Admitted:
-    """A streamed call's pieces. The slot goes back when they end, fail, or the iterator is closed
-    (a client that left): close it from the response's on-close, which runs even if never iterated."""
+    """A streamed call's text pieces. The slot goes back and the tokens settle when they end, fail,
+    or the iterator is closed (a client that left: it is charged what was sent): close it from the
+    response's on-close, which runs even if never iterated. `usage` is what the call used, once over."""
 
-    def __init__(self, guard: UpstreamGuard, iterator: Iterator[str], first: str | None) -> None:
-        self.guard, self.iterator, self.first, self.done = guard, iterator, first, False
+    def __init__(self, guard: UpstreamGuard, meter: Meter) -> None:
+        self.guard, self.meter = guard, meter
+        self.iterator: Iterator[str | Usage] = iter(())
+        self.first: str | None = None
+        self.received: list[str] = []
+        self.reported: Usage | None = None
+        self.done = False
+
+    @property
+    def usage(self) -> Usage | None:
+        return self.meter.usage
+
+    def start(self, iterator: Iterator[str | Usage]) -> None:
+        """Wait for the first piece, so a refusal of the model server raises before any answer."""
+        self.iterator = iterator
+        self.first = self._next_text()
 
     def __iter__(self) -> Admitted:
         return self
@@ -132,13 +162,24 @@ class Admitted:
         if self.done:
             raise StopIteration
         try:
-            return next(self.iterator)
-        except StopIteration:
-            self._end(None)
-            raise
+            piece = self._next_text()
         except BaseException as exc:
             self._end(exc)
             raise
+        if piece is None:
+            self._end(None)
+            raise StopIteration
+        return piece
+
+    def _next_text(self) -> str | None:
+        """The next piece of text (None at the end), noting the usage the model server reports."""
+        for item in self.iterator:
+            if isinstance(item, Usage):
+                self.reported = item
+                continue
+            self.received.append(item)
+            return item
+        return None
 
     def close(self) -> None:
         """Stop early: the model call ends (its connection closed), the slot goes back."""
@@ -149,6 +190,9 @@ class Admitted:
             return
         self.done = True
         try:
-            self.iterator.close()
+            if (close := getattr(self.iterator, "close", None)) is not None:
+                close()
         finally:
             self.guard._finish(error)
+            failed_at_once = error is not None and not self.received
+            self.meter.settle(self.reported, None if failed_at_once else "".join(self.received))

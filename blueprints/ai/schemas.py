@@ -6,7 +6,7 @@ from typing import Annotated, Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from appfactory.contract import Body, Query, Text
+from appfactory.contract import Body, Integer, Query, Text
 from appfactory.contract.schemas import absent_not_null
 from appfactory.web.routing import MAX_ID
 from blueprints.templates.schemas import VariableMap
@@ -18,11 +18,11 @@ DEFAULT_TEMPERATURE = 0.7
 # The prompt's longest length is MAX_PROMPT_CHARS, checked by the view; the document shows its value.
 Prompt = Text()
 ModelName = Text(100)
-MaxTokens = Annotated[int, Field(ge=1, le=MAX_TOKENS, description="Most tokens to generate.")]
+MaxTokens = Integer(Field(ge=1, le=MAX_TOKENS, description="Most tokens to generate."))
 Temperature = Annotated[
     float, Field(ge=0, le=2, allow_inf_nan=False, description="Sampling temperature, 0 to 2.")
 ]
-TemplateId = Annotated[int, Field(ge=1, le=MAX_ID)]
+TemplateId = Integer(Field(ge=1, le=MAX_ID))
 
 
 class Options(BaseModel):
@@ -61,6 +61,18 @@ class GenerateBody(Body, Options):
     variables: VariableMap = None
 
 
+class Usage(BaseModel):
+    """What the answer cost when the model made it, in tokens (docs/api.md)."""
+
+    prompt_tokens: int
+    completion_tokens: int
+    total_tokens: int
+    estimated: bool = Field(
+        description="True when the model server reported no figures: about four characters a token."
+    )
+    upstream_tokens: int = Field(description="What this request spent upstream: 0 for a cached answer.")
+
+
 class Answer(BaseModel):
     prompt: str
     model: str
@@ -68,3 +80,4 @@ class Answer(BaseModel):
     text: str
     cached: bool = Field(description="True when served from the cache.")
     generated_at: str = Field(description="When the model answered (ISO 8601, UTC).")
+    usage: Usage

@@ -14,6 +14,8 @@ from appfactory.identity.context import current_caller
 from appfactory.observability import tracing
 from appfactory.observability.metrics import observe_upstream
 from appfactory.web.errors import ApiError
+from blueprints.ai import usage
+from blueprints.ai.providers.base import Usage
 from blueprints.templates import store as template_store
 from blueprints.templates.rendering import render
 
@@ -56,7 +58,18 @@ def _answer(result: dict[str, Any], cached: bool) -> dict[str, Any]:
         "text": result["text"],
         "cached": cached,
         "generated_at": result["generated_at"],
+        "usage": _usage(result, cached),
     }
+
+
+def _usage(result: dict[str, Any], cached: bool) -> dict[str, Any]:
+    """The answer's usage; an entry from before usage was kept gets the estimate."""
+    kept = result.get("usage")
+    if kept is None:
+        figures = Usage(usage.estimate(result["prompt"]), usage.estimate(result["text"]))
+        return usage.as_fields(figures, estimated=True, upstream=not cached)
+    figures = Usage(kept["prompt_tokens"], kept["completion_tokens"])
+    return usage.as_fields(figures, estimated=kept["estimated"], upstream=not cached)
 
 
 @cache_call(ttl="AI_CACHE_TTL", key_prefix="ai")
@@ -73,18 +86,22 @@ def _complete(
     # or who may read it (`audience`).
     provider = current_app.extensions["ai_provider"]
     guard = current_app.extensions["ai_guard"]
+    meter = usage.Meter(model, usage.estimate(prompt), max_tokens)
     started = time.perf_counter()
     try:
         with tracing.model_call(provider_name, model, max_tokens, temperature, upstream):
-            text = guard.call(lambda: provider.complete(prompt, model, max_tokens, temperature))
+            answer = guard.call(lambda: provider.complete(prompt, model, max_tokens, temperature), meter)
+            if not meter.estimated:  # the model server's own figures, on the model call's span
+                tracing.note_usage(*meter.usage)
     finally:  # failed and timed-out calls count too: they are what an operator looks for
         observe_upstream(provider_name, time.perf_counter() - started)
     return {
         "prompt": prompt,
         "model": model,
         "provider": provider_name,
-        "text": text,
+        "text": answer.text,
         "generated_at": datetime.now(UTC).isoformat(),
+        "usage": {**meter.usage._asdict(), "estimated": meter.estimated},
     }
 
 

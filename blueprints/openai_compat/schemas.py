@@ -7,7 +7,8 @@ from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from blueprints.ai.schemas import MAX_TOKENS
+from appfactory.contract import Integer
+from blueprints.ai.schemas import MAX_TOKENS, Usage
 
 Role = Literal["system", "developer", "user", "assistant"]
 
@@ -35,7 +36,7 @@ class StreamOptions(BaseModel):
     include_usage: bool = False
 
 
-Tokens = Annotated[int, Field(ge=1, le=MAX_TOKENS)]
+Tokens = Integer(Field(ge=1, le=MAX_TOKENS))
 
 
 class ChatRequest(BaseModel):
@@ -50,11 +51,11 @@ class ChatRequest(BaseModel):
     temperature: Annotated[float, Field(ge=0, le=2, allow_inf_nan=False)] | None = None
     top_p: Annotated[float, Field(ge=0, le=1, allow_inf_nan=False)] | None = None
     stop: str | Annotated[list[str], Field(max_length=4)] | None = None
-    seed: Annotated[int, Field(ge=-(2**63), le=2**63 - 1)] | None = None
+    seed: Integer(Field(ge=-(2**63), le=2**63 - 1)) | None = None
     user: str | None = None
     stream: bool = False
     stream_options: StreamOptions | None = None
-    n: Annotated[int, Field(ge=1, le=1, description="Only one choice is generated.")] | None = None
+    n: Integer(Field(ge=1, le=1, description="Only one choice is generated.")) | None = None
 
 
 class ChatMessage(BaseModel):
@@ -66,12 +67,6 @@ class Choice(BaseModel):
     index: int
     message: ChatMessage
     finish_reason: str
-
-
-class Usage(BaseModel):
-    prompt_tokens: int
-    completion_tokens: int
-    total_tokens: int
 
 
 class ChatCompletion(BaseModel):

@@ -5,7 +5,6 @@ replays them in order and a non-streamed one joins them."""
 from __future__ import annotations
 
 import hashlib
-import math
 import time
 import uuid
 from collections.abc import Callable, Iterator
@@ -16,7 +15,9 @@ from flask import current_app
 
 from appfactory.cache import cache_call
 from appfactory.cache.flow import ResponseCache
-from blueprints.ai.providers.base import Chat
+from blueprints.ai import usage
+from blueprints.ai.guard import Admitted
+from blueprints.ai.providers.base import Chat, Usage
 from blueprints.ai.service import audience
 
 PREFIX = "chat"
@@ -26,22 +27,29 @@ def completion_id() -> str:
     return f"chatcmpl-{uuid.uuid4().hex[:24]}"
 
 
-def usage(chat: Chat, text: str) -> dict[str, int]:
-    """An estimate (about four characters a token): the model servers' own counts are not read yet."""
-    prompt = sum(math.ceil(len(content) / 4) for _, content in chat.messages)
-    completion = math.ceil(len(text) / 4)
-    return {"prompt_tokens": prompt, "completion_tokens": completion, "total_tokens": prompt + completion}
+def _open(chat: Chat) -> Admitted:
+    """The model's stream of this chat, admitted by the guard (its tokens metered)."""
+    provider = current_app.extensions["ai_provider"]
+    meter = usage.Meter(chat.model, usage.estimate_prompt(text for _, text in chat.messages), chat.max_tokens)
+    return current_app.extensions["ai_guard"].open_stream(lambda: provider.stream(chat), meter)
 
 
-def _entry(chat: Chat, pieces: list[str]) -> dict[str, Any]:
-    text = "".join(pieces)
+def _entry(chat: Chat, pieces: list[str], admitted: Admitted) -> dict[str, Any]:
+    """What the cache keeps of a completed stream: its pieces and what the model charged."""
     return {
         "created": int(time.time()),
         "model": chat.model,
         "pieces": pieces,
         "finish_reason": "stop",
-        "usage": usage(chat, text),
+        "usage": {**admitted.usage._asdict(), "estimated": admitted.meter.estimated},
     }
+
+
+def usage_of(entry: dict[str, Any], cached: bool) -> dict[str, Any]:
+    """The answer's `usage`: the model's charge when the entry was made; `upstream_tokens` 0 on a HIT."""
+    kept = entry["usage"]
+    figures = Usage(kept["prompt_tokens"], kept["completion_tokens"])
+    return usage.as_fields(figures, estimated=kept.get("estimated", True), upstream=not cached)
 
 
 def complete(chat: Chat) -> dict[str, Any]:
@@ -69,9 +77,8 @@ def stream(chat: Chat) -> tuple[Iterator[str], Callable[[list[str] | None], dict
     leads, token = state.claim(key)
     if not leads:
         return None
-    provider = current_app.extensions["ai_provider"]
     try:
-        admitted = current_app.extensions["ai_guard"].open_stream(lambda: provider.stream(chat))
+        admitted = _open(chat)
     except BaseException:
         state.release(key, token)
         raise
@@ -85,7 +92,7 @@ def stream(chat: Chat) -> tuple[Iterator[str], Callable[[list[str] | None], dict
         try:
             if pieces is None:
                 return None
-            entry = _entry(chat, pieces)
+            entry = _entry(chat, pieces, admitted)
             state.put(PREFIX, key, current_app.config["AI_CACHE_TTL"], entry)
             return entry
         finally:
@@ -101,10 +108,9 @@ def _entry_key(chat: Chat) -> str:
 
 @cache_call(ttl="AI_CACHE_TTL", key_prefix=PREFIX, key=lambda *parts: _digest(parts))
 def _collected(audience_: str, provider_name: str, upstream: str, chat: Chat) -> dict[str, Any]:
-    provider = current_app.extensions["ai_provider"]
-    pieces = current_app.extensions["ai_guard"].open_stream(lambda: provider.stream(chat))
+    pieces = _open(chat)
     try:
-        return _entry(chat, list(pieces))
+        return _entry(chat, list(pieces), pieces)
     finally:
         pieces.close()
 

@@ -116,7 +116,7 @@ def _completion(entry: dict[str, Any], cached: bool) -> dict[str, Any]:
                 "finish_reason": entry["finish_reason"],
             }
         ],
-        "usage": entry["usage"],
+        "usage": service.usage_of(entry, cached),
     }
 
 
@@ -142,7 +142,7 @@ def _replayed(entry: dict[str, Any], include_usage: bool) -> Iterator[dict[str, 
         yield chunks.piece({"content": piece})
     yield chunks.piece({}, entry["finish_reason"])
     if include_usage:
-        yield chunks.usage(entry["usage"])
+        yield chunks.usage(service.usage_of(entry, cached=True))
 
 
 def _live(chat: Chat, pieces: Iterator[str], settle, include_usage: bool) -> Iterator[dict[str, Any]]:
@@ -160,7 +160,7 @@ def _live(chat: Chat, pieces: Iterator[str], settle, include_usage: bool) -> Ite
     entry = settle(sent)
     yield chunks.piece({}, entry["finish_reason"])
     if include_usage:
-        yield chunks.usage(entry["usage"])
+        yield chunks.usage(service.usage_of(entry, cached=False))
 
 
 def _sse(events: Iterator[dict[str, Any]]) -> Iterator[bytes]:

@@ -24,9 +24,16 @@ def test_miss_then_hit_with_the_same_body(ai):
     assert first.status_code == second.status_code == 200
     assert (first.headers["X-Cache"], second.headers["X-Cache"]) == ("MISS", "HIT")
     body = first.get_json()
-    assert list(body) == ["prompt", "model", "provider", "text", "cached", "generated_at"]
+    assert list(body) == ["prompt", "model", "provider", "text", "cached", "generated_at", "usage"]
     assert body["cached"] is False and second.get_json()["cached"] is True
-    assert {**body, "cached": True} == second.get_json()
+    # The local model reports no usage: an estimate, a token about four characters; a HIT spends none.
+    estimate = {"prompt_tokens": 2, "completion_tokens": len(body["text"]) // 4 + 1, "estimated": True}
+    assert body["usage"] == {
+        **estimate,
+        "total_tokens": 2 + estimate["completion_tokens"],
+        "upstream_tokens": body["usage"]["total_tokens"],
+    }
+    assert {**body, "cached": True, "usage": {**body["usage"], "upstream_tokens": 0}} == second.get_json()
     assert body["provider"] == "local" and body["prompt"] == "Hello"
 
 

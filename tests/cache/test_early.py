@@ -47,7 +47,8 @@ def test_a_fresh_entry_answers_before_the_view_as_the_view_would(new_app):
         assert (miss.headers["X-Cache"], len(calls)) == ("MISS", 1)
         hit = client.get(PATH)
         assert (hit.headers["X-Cache"], len(calls)) == ("HIT", 1)
-        assert hit.get_json() == {**miss.get_json(), "cached": True}
+        spent_none = {**miss.get_json()["usage"], "upstream_tokens": 0}
+        assert hit.get_json() == {**miss.get_json(), "cached": True, "usage": spent_none}
         assert "cache;dur=" in hit.headers["Server-Timing"]
         assert app.extensions["response_cache"].counters.totals()["ai"]["hit"] == 1
         # The same request without the rate limiter's round trip goes through the view: same body.

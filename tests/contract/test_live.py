@@ -108,6 +108,7 @@ def test_schemathesis_finds_no_failure_in_any_operation(server, tmp_path, capsys
     report = tmp_path / "report.json"
     command = [
         str(Path(sys.executable).with_name("schemathesis")),
+        f"--config-file={Path(__file__).with_name('schemathesis.toml')}",
         "run",
         f"{server.url}/openapi.json",
         "--checks=all",

@@ -17,14 +17,23 @@ class FakeModel:
 
     `status` may be a function of (prompt, how many times that prompt was asked before) -> status;
     `headers` go on every answer that is not a 200 (e.g. Retry-After); `usage`, when given, on every
-    completion. `received` holds each call's request headers.
+    completion. `counts_tokens`: every completion reports its usage as a real server does, a token a
+    word (a stream in its last event, when asked with stream_options.include_usage); `charged` sums
+    those reports. `received` holds each call's request headers.
     """
 
     def __init__(
-        self, delay: float = 0.0, status=200, headers: dict | None = None, usage: dict | None = None
+        self,
+        delay: float = 0.0,
+        status=200,
+        headers: dict | None = None,
+        usage: dict | None = None,
+        counts_tokens: bool = False,
     ) -> None:
         self.delay = delay
         self.usage = usage
+        self.counts_tokens = counts_tokens
+        self.charged = 0
         self.received: list[dict[str, str]] = []
         self.status = status
         self.headers = headers or {}
@@ -66,7 +75,8 @@ class FakeModel:
                     return self._send(status, {"error": {"message": "upstream failed"}}, model.headers)
                 answer = f"echo: {body['messages'][0]['content']}"
                 completion = {"model": body["model"], "choices": [{"message": {"content": answer}}]}
-                self._send(200, {**completion, "usage": model.usage} if model.usage else completion)
+                usage = model.usage or model._count(body, answer)
+                self._send(200, {**completion, "usage": usage} if usage else completion)
 
             def _stream(self, body: dict, status: int) -> None:
                 """Server-sent chat.completion.chunk events, word by word, spread over `delay`;
@@ -90,6 +100,10 @@ class FakeModel:
                         }
                         self.wfile.write(b"data: " + json.dumps(chunk).encode() + b"\n\n")
                         self.wfile.flush()
+                    usage = model._count(body, "".join(pieces))
+                    if usage and (body.get("stream_options") or {}).get("include_usage"):
+                        chunk = {"model": body["model"], "choices": [], "usage": usage}
+                        self.wfile.write(b"data: " + json.dumps(chunk).encode() + b"\n\n")
                     self.wfile.write(b"data: [DONE]\n\n")
                     self.wfile.flush()
                 except OSError:
@@ -114,6 +128,16 @@ class FakeModel:
                 pass
 
         return Handler
+
+    def _count(self, body: dict, answer: str) -> dict | None:
+        """The usage a counting server reports for this answer (None: it does not count)."""
+        if not self.counts_tokens:
+            return None
+        prompt = sum(len(str(m.get("content", "")).split()) for m in body.get("messages", []))
+        completion = len(answer.split())
+        with self._lock:
+            self.charged += prompt + completion
+        return {"prompt_tokens": prompt, "completion_tokens": completion, "total_tokens": prompt + completion}
 
     def reset(self) -> None:
         """Forget the calls counted so far."""

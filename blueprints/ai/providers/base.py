@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Any, NamedTuple, Protocol
 
 from appfactory.web.errors import ApiError
 
@@ -21,6 +21,20 @@ class UpstreamError(ApiError):
     def __init__(self, kind: str, status: int, message: str, code: str | None = None, **options: Any) -> None:
         super().__init__(status, message, code, **options)
         self.kind = kind
+
+
+class Usage(NamedTuple):
+    """What one model call used, in tokens: the model server's own figures."""
+
+    prompt_tokens: int
+    completion_tokens: int
+
+
+class Completion(NamedTuple):
+    """A whole answer, and its usage when the model server reported it (None: estimate it)."""
+
+    text: str
+    usage: Usage | None = None
 
 
 @dataclass(frozen=True)
@@ -60,8 +74,9 @@ class Provider(Protocol):
     default_model: str
     upstream: str  # which server answers: part of the cache key
 
-    def complete(self, prompt: str, model: str, max_tokens: int, temperature: float) -> str: ...
+    def complete(self, prompt: str, model: str, max_tokens: int, temperature: float) -> Completion: ...
 
-    def stream(self, chat: Chat) -> Iterator[str]:
-        """The answer's pieces as the model sends them; closing the iterator ends the model call."""
+    def stream(self, chat: Chat) -> Iterator[str | Usage]:
+        """The answer's pieces as the model sends them, then its Usage if the model server reported
+        one; closing the iterator ends the model call."""
         ...

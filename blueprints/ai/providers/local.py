@@ -7,7 +7,7 @@ import json
 import time
 from collections.abc import Iterator
 
-from blueprints.ai.providers.base import Chat
+from blueprints.ai.providers.base import Chat, Completion
 
 _WORDS = (
     "signal model answer token cache river stone light quiet rapid prompt window garden "
@@ -25,12 +25,12 @@ class LocalProvider:
         self.latency_s = latency_ms / 1000.0
         self.default_model = model or "local-echo"
 
-    def complete(self, prompt: str, model: str, max_tokens: int, temperature: float) -> str:
+    def complete(self, prompt: str, model: str, max_tokens: int, temperature: float) -> Completion:
         if self.latency_s:
             time.sleep(self.latency_s)
         seed = hashlib.sha256(f"{model}\x00{max_tokens}\x00{temperature!r}\x00{prompt}".encode()).digest()
         words = [_WORDS[byte % len(_WORDS)] for byte in seed[: min(max_tokens, len(seed))]]
-        return f"[{model}] {' '.join(words)}"
+        return Completion(f"[{model}] {' '.join(words)}")  # no usage: the guard estimates it
 
     def stream(self, chat: Chat) -> Iterator[str]:
         """The same kind of answer, word by word, its latency spread over the words."""

@@ -17,7 +17,7 @@ from urllib3.exceptions import HTTPError, MaxRetryError, ProtocolError, ReadTime
 from urllib3.util.retry import Retry
 
 from appfactory.observability import tracing
-from blueprints.ai.providers.base import Chat, UpstreamError
+from blueprints.ai.providers.base import Chat, Completion, UpstreamError, Usage
 
 log = logging.getLogger(__name__)
 
@@ -65,7 +65,7 @@ class OpenAIProvider:
         if api_key:
             self.headers["Authorization"] = f"Bearer {api_key}"
 
-    def complete(self, prompt: str, model: str, max_tokens: int, temperature: float) -> str:
+    def complete(self, prompt: str, model: str, max_tokens: int, temperature: float) -> Completion:
         payload = json.dumps(
             {
                 "model": model,
@@ -79,10 +79,12 @@ class OpenAIProvider:
             raise _refused(response, model)
         return _content(response)
 
-    def stream(self, chat: Chat) -> Iterator[str]:
-        """POST with `stream: true`; yields each `choices[0].delta.content` as its event arrives.
+    def stream(self, chat: Chat) -> Iterator[str | Usage]:
+        """POST with `stream: true`; yields each `choices[0].delta.content` as its event arrives, then
+        the usage the server reports in its last event (asked for with `stream_options`).
         Closing the iterator early closes the connection, so the model server stops generating."""
-        payload = json.dumps({**chat.payload(), "stream": True}).encode()
+        body = {**chat.payload(), "stream": True, "stream_options": {"include_usage": True}}
+        payload = json.dumps(body).encode()
         response = self._post(payload, stream=True)
         finished = False
         try:
@@ -165,7 +167,8 @@ def _lines(response: urllib3.BaseHTTPResponse) -> Iterator[bytes]:
 
 
 def _event(line: bytes) -> object:
-    """The text of one `data:` line of a chat.completion.chunk stream; _DONE at its end."""
+    """The text of one `data:` line of a chat.completion.chunk stream, or the Usage of its usage
+    chunk; _DONE at its end."""
     line = line.strip()
     if not line.startswith(b"data:"):
         return None  # blank separators, comments, other fields
@@ -173,11 +176,29 @@ def _event(line: bytes) -> object:
     if data == b"[DONE]":
         return _DONE
     try:
-        choice = json.loads(data)["choices"][0]
-    except (ValueError, KeyError, IndexError, TypeError):
-        return None  # a usage-only chunk has no choices
+        chunk = json.loads(data)
+    except ValueError:
+        return None
+    if not isinstance(chunk, dict):
+        return None
+    if (usage := _usage(chunk.get("usage"))) is not None:
+        return usage
+    try:
+        choice = chunk["choices"][0]
+    except (KeyError, IndexError, TypeError):
+        return None
     content = (choice.get("delta") or {}).get("content") if isinstance(choice, dict) else None
     return content if isinstance(content, str) else None
+
+
+def _usage(reported: object) -> Usage | None:
+    """The model server's usage figures, when it sent whole numbers for them."""
+    if not isinstance(reported, dict):
+        return None
+    prompt, completion = reported.get("prompt_tokens"), reported.get("completion_tokens")
+    if not all(isinstance(n, int) and not isinstance(n, bool) and n >= 0 for n in (prompt, completion)):
+        return None
+    return Usage(prompt, completion)
 
 
 def _last_answer(
@@ -227,7 +248,7 @@ def _retry_after(response: urllib3.BaseHTTPResponse) -> float | None:
         return None
 
 
-def _content(response: urllib3.BaseHTTPResponse) -> str:
+def _content(response: urllib3.BaseHTTPResponse) -> Completion:
     try:
         answer = json.loads(response.data)
         text = answer["choices"][0]["message"]["content"]
@@ -237,6 +258,4 @@ def _content(response: urllib3.BaseHTTPResponse) -> str:
         raise UpstreamError(
             "bad_answer", 502, "The model server sent an answer that is not a chat completion."
         )
-    if isinstance(usage := answer.get("usage"), dict):  # the model call's span: what it cost
-        tracing.note_usage(usage.get("prompt_tokens"), usage.get("completion_tokens"))
-    return text
+    return Completion(text, _usage(answer.get("usage")))
