@@ -3,10 +3,11 @@
 Each variant is one argument, `"NAME=SERVER:PATH [VAR=VALUE ...]"`: a server of the benchmark
 (`wsgi`, `flask`, `flask_redis`, `plain` or `service`), the path wrk loads (`{template_id}` is the
 seeded template), and environment variables for that server alone (`GUNICORN_THREADS=2`,
-`LOG_LEVEL=WARNING`, ...). Every variant runs as its own gunicorn in one benchmark environment; the
-rounds are interleaved (each starts one variant later) and each figure is the median over rounds, req/s
-also as the median of per-round ratios to the first variant. For a setting's effect, not a release's:
-the full benchmark (`python -m bench`) is what BENCHMARKS.md reports.
+`LOG_LEVEL=WARNING`, ...); `BODY={...}` (JSON without spaces) makes every request a POST of it.
+Every variant runs as its own gunicorn in one benchmark environment; the rounds are interleaved
+(each starts one variant later) and each figure is the median over rounds, req/s also as the median
+of per-round ratios to the first variant. For a setting's effect, not a release's: the full
+benchmark (`python -m bench`) is what BENCHMARKS.md reports.
 
     python -m bench.compare "flask=flask:/hello" \\
         "hit=service:/api/v1/ai/generate?prompt=x" \\
@@ -35,6 +36,7 @@ class Variant:
     server: str
     path: str
     env: dict[str, str] = field(default_factory=dict)
+    body: str | None = None  # every request a POST of this JSON
 
 
 def parse(text: str) -> Variant:
@@ -49,7 +51,8 @@ def parse(text: str) -> Variant:
     env = dict(setting.split("=", 1) for setting in settings if "=" in setting)
     if len(env) != len(settings):
         raise ValueError(f"settings must be VAR=VALUE: {text!r}")
-    return Variant(name.strip(), server, path, env)
+    body = env.pop("BODY", None)  # not the server's: what wrk POSTs
+    return Variant(name.strip(), server, path, env, body)
 
 
 def compare(variants: list[Variant], rounds: int, seconds: int, connections: int) -> dict[str, dict]:
@@ -57,7 +60,7 @@ def compare(variants: list[Variant], rounds: int, seconds: int, connections: int
     plan = replace(
         QUICK, name="compare", rounds=rounds, seconds=seconds, warmup_s=1, wrk_connections=connections
     )
-    cases = [Case(v.name, v.name, v.name, v.path) for v in variants]
+    cases = [Case(v.name, v.name, v.name, v.path, body=v.body) for v in variants]
     figures: dict[str, dict] = {v.name: {"rounds": []} for v in variants}
     with Environment() as env:
         servers = {v.name: Gunicorn(env.env(**v.env), plan.workers, SERVERS[v.server]) for v in variants}

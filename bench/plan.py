@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 @dataclass(frozen=True)
 class Case:
     """One path on one server; `unique` makes every request's prompt new (an AI cache miss);
-    `authenticated` sends the run's API key."""
+    `authenticated` sends the run's API key; `body` makes every request a POST of that JSON."""
 
     key: str
     label: str
@@ -16,6 +16,7 @@ class Case:
     path: str
     unique: bool = False
     authenticated: bool = False
+    body: str | None = None
     headers: dict[str, str] = field(default_factory=dict, compare=False)  # filled in by the run
 
 

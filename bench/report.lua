@@ -1,5 +1,6 @@
 -- wrk script: print one JSON line of figures at the end; with `-- unique NONCE`, every request
--- asks a prompt never asked before (so an AI cache can never hit).
+-- asks a prompt never asked before (so an AI cache can never hit); with `-- post BODY`, every request
+-- POSTs that JSON body.
 local counter = 0
 local nonce = nil
 local threads = {}
@@ -10,7 +11,12 @@ function setup(thread)
 end
 
 function init(args)
-  if args[1] == "unique" then
+  if args[1] == "post" then
+    -- `-- post BODY`: every request a POST of this JSON body (the /v1 chat completions)
+    wrk.method = "POST"
+    wrk.body = args[2]
+    wrk.headers["Content-Type"] = "application/json"
+  elseif args[1] == "unique" then
     nonce = args[2] or tostring(os.time())
     local path = args[3] or "/api/v1/ai/generate?prompt="
     request = function()

@@ -93,7 +93,7 @@ def _load(plan: Plan, seconds: int, connections: int | None = None) -> wrk.Load:
 
 def _run_case(case: Case, url: str, load: wrk.Load) -> dict:
     if not case.unique:
-        return wrk.run(url, load, headers=case.headers)
+        return wrk.run(url, load, headers=case.headers, body=case.body)
     nonce = (uuid.uuid4().hex[:8], case.path)
     return wrk.run(url.removesuffix(case.path) + "/", load, nonce, headers=case.headers)
 

@@ -27,9 +27,14 @@ def available() -> bool:
 
 
 def run(
-    url: str, load: Load, unique: tuple[str, str] | None = None, headers: dict[str, str] | None = None
+    url: str,
+    load: Load,
+    unique: tuple[str, str] | None = None,
+    headers: dict[str, str] | None = None,
+    body: str | None = None,
 ) -> dict:
-    """One wrk run against `url`; `unique` = (nonce, path prefix) makes every request path new."""
+    """One wrk run against `url`; `unique` = (nonce, path prefix) makes every request path new;
+    `body` makes every request a POST of that JSON."""
     command = [
         "wrk",
         f"-t{load.threads}",
@@ -44,6 +49,8 @@ def run(
     command.append(url)
     if unique:
         command += ["--", "unique", *unique]
+    elif body is not None:
+        command += ["--", "post", body]
     done = subprocess.run(command, capture_output=True, text=True, timeout=load.seconds + 60)
     for line in done.stdout.splitlines():
         if line.startswith("BENCH_JSON "):

@@ -74,7 +74,9 @@ def cache_view(
     the schema refuses never reaches the cache. A view without one is keyed on the normalized query
     string instead: its decoded parameters, sorted (`?b=2&a=1` is `?a=1&b=2`).
     `shared_only`: the response changes with writes, so it is cached only where every worker and
-    instance reads and invalidates the same entry (Redis); without Redis the view runs every time.
+    instance reads and invalidates the same entry (Redis), each entry stamped with the versions its
+    prefix and group had before it was computed (docs/cache.md#writes-are-never-hidden); without
+    Redis the view runs every time.
     """
     _check_prefix(key_prefix)
 
@@ -87,7 +89,9 @@ def cache_view(
             suffix = key(*args, **kwargs) if key is not None else _digest(args, kwargs, with_request=True)
             compute = functools.partial(_view_result, view, *args, **kwargs)
             try:
-                status, body, mimetype = _fetch(state, key_prefix, f"{key_prefix}:{suffix}", ttl, compute)
+                status, body, mimetype = _fetch(
+                    state, key_prefix, f"{key_prefix}:{suffix}", ttl, compute, versioned=shared_only
+                )
             except NotCacheable as skip:
                 return skip.value
             return Response(body, status, mimetype=mimetype)
@@ -123,7 +127,7 @@ def cache_call(
                 return fn(*args, **kwargs)  # a write in another process could not reach a local copy
             compute = functools.partial(fn, *args, **kwargs)
             try:
-                return _fetch(state, key_prefix, entry_key(*args, **kwargs), ttl, compute)
+                return _fetch(state, key_prefix, entry_key(*args, **kwargs), ttl, compute, shared_only)
             except NotCacheable as skip:  # the function's answer, not to be stored
                 return skip.value
 
@@ -143,12 +147,19 @@ def _check_prefix(key_prefix: str) -> None:
         raise ValueError(f"key_prefix must be a non-empty name without ':', got {key_prefix!r}")
 
 
-def _fetch(state: ResponseCache, prefix: str, key: str, ttl: int | str, compute: Callable[[], Any]) -> Any:
+def _fetch(
+    state: ResponseCache,
+    prefix: str,
+    key: str,
+    ttl: int | str,
+    compute: Callable[[], Any],
+    versioned: bool = False,
+) -> Any:
     """The value for `key`, its outcome noted for X-Cache and Cache-Status (g outside a request: the app
-    context's), as the request's Cache-Control allows (control.py)."""
+    context's), as the request's Cache-Control allows (control.py). `versioned`: writes change it."""
     seconds = ttl if isinstance(ttl, int) else current_app.config[ttl]
     note_status(MISS)  # what X-Cache says should the computation fail
-    outcome, value = state.fetch(prefix, key, seconds, compute, request_control())
+    outcome, value = state.fetch(prefix, key, seconds, compute, request_control(), versioned)
     note_status(outcome)
     return value
 

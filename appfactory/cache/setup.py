@@ -41,8 +41,18 @@ def init_cache(app: Flask) -> None:
     else:
         store = RedisStore(backend, client, redis_state.breaker, namespace)
         counters = Counters(client, redis_state.breaker, f"{namespace}:stats")
-        state = ResponseCache(store, redis_state.breaker, counters, lock_s)
+        state = ResponseCache(store, redis_state.breaker, counters, lock_s, _version_ttl(app.config))
     app.extensions["response_cache"] = state
+
+
+def _version_ttl(config: dict) -> int:
+    """How long a version outlives a write: longer than any entry written before it can live (its
+    TTL, jitter and stale share), so no old entry meets a version that Redis expired and forgot."""
+    longest = max(
+        config[name]
+        for name in ("CACHE_DEFAULT_TTL", "AI_CACHE_TTL", "TEMPLATES_CACHE_TTL", "USER_CACHE_TTL")
+    )
+    return int(longest * 2) + 60
 
 
 def backend_name() -> str:

@@ -23,8 +23,11 @@ from appfactory.resilience.breaker import Breaker
 from appfactory.web.errors import ApiError
 
 # An entry is (soft expiry as Unix time, value, written as Unix time); it is stale, not gone, past the
-# soft expiry. An entry stored by ResponseCache.put has no write time: (soft expiry, value).
+# soft expiry. An entry stored by ResponseCache.put has no write time: (soft expiry, value). An entry of
+# data that writes change (a versioned prefix) has a fourth part, its stamp: the versions of its
+# prefix and group read before it was computed (docs/cache.md#writes-are-never-hidden).
 Entry = tuple[Any, ...]
+Stamp = tuple[bytes | None, ...]
 
 # Deletes the lock only while it still holds our token, so a late owner never frees another's lock.
 _RELEASE = "if redis.call('get', KEYS[1]) == ARGV[1] then return redis.call('del', KEYS[1]) end return 0"
@@ -81,6 +84,7 @@ class RedisStore:
         self.lock_prefix = f"{namespace}:lock:"
         self.failure_prefix = f"{namespace}:failed:"
         self.index_prefix = f"{namespace}:index:"
+        self.version_prefix = f"{namespace}:version:"
         self._release = client.register_script(_RELEASE)
         self._renew = client.register_script(_RENEW)
         self._held: dict[str, str] = {}  # lock key -> token, renewed while the computation runs
@@ -98,6 +102,50 @@ class RedisStore:
             return self.backend.get(key)
         except REDIS_ERRORS as exc:
             raise self._down(exc) from exc
+
+    def current(self, key: str) -> tuple[Entry | None, Stamp]:
+        """(the entry, unless a write came after what it was computed from; the stamp of the data as
+        it is now), in one round trip: a value computed after this read is stored with that stamp."""
+        names = [self.redis_key(key), *self._versions_of(key)]
+        try:
+            if isinstance(self.client, redis.Redis):
+                raw, *versions = self.client.mget(names)
+            else:  # on Cluster the entry and its versions are in different hash slots
+                raw, *versions = self.client.mget_nonatomic(names)
+        except REDIS_ERRORS as exc:
+            raise self._down(exc) from exc
+        stamp = tuple(versions)
+        entry = None
+        if raw is not None:
+            decoded, entry = self.decode(raw)
+            if not decoded or entry is None or len(entry) < 4 or tuple(entry[3]) != stamp:
+                entry = None  # computed before a write to its prefix or group: as if never stored
+        return entry, stamp
+
+    def advance(self, prefix: str, pattern: str, ttl_s: int) -> None:
+        """A write changed what `prefix` + `pattern` holds: every entry stamped before it is invalid,
+        wherever it is. A new random version (never a counter: a version Redis lost and made again
+        must not match an old stamp), kept longer than any entry."""
+        version = self._version_of(prefix, pattern)
+        try:
+            self.client.set(version, secrets.token_hex(8), ex=ttl_s)
+        except REDIS_ERRORS as exc:
+            raise self._down(exc) from exc
+
+    def _versions_of(self, key: str) -> list[str]:
+        prefix, _, rest = key.partition(":")
+        group, grouped, _ = rest.partition(":")
+        versions = [self.version_prefix + prefix]
+        if grouped:
+            versions.append(f"{self.version_prefix}{prefix}:{group}")
+        return versions
+
+    def _version_of(self, prefix: str, pattern: str) -> str:
+        """The group's version for `group:*`, else (every entry, a free glob) the prefix's."""
+        group, star = pattern[:-2], pattern[-2:]
+        if star == ":*" and group and not any(char in group for char in "*?[]\\:"):
+            return f"{self.version_prefix}{prefix}:{group}"
+        return self.version_prefix + prefix
 
     def decode(self, raw: bytes) -> tuple[bool, Entry | None]:
         """An entry from the bytes another command read: (False, None) when it cannot be decoded here."""
@@ -200,24 +248,27 @@ class RedisStore:
         except REDIS_ERRORS as exc:
             self.breaker.failed(exc)
 
-    def wait(self, key: str, deadline: float, newer_than: float | None = None) -> Entry | None:
-        """Poll until the entry appears (written at `newer_than` or later, when given), the lock holder
-        gives up, or the deadline passes."""
+    def wait(
+        self, key: str, deadline: float, newer_than: float | None = None, versioned: bool = False
+    ) -> Entry | None:
+        """Poll until the entry appears (written at `newer_than` or later, when given; for a versioned
+        prefix, computed after every write so far), the lock holder gives up, or the deadline passes."""
         pause = _POLL_FIRST_S
+        read = (lambda: self.current(key)[0]) if versioned else (lambda: self.backend.get(key))
         try:
             while time.monotonic() < deadline:
                 time.sleep(pause)
-                if (entry := _written_since(self.backend.get(key), newer_than)) is not None:
+                if (entry := _written_since(read(), newer_than)) is not None:
                     return entry
                 if not self.client.exists(self.lock_prefix + key):
-                    return self._outcome(key, newer_than)
+                    return self._outcome(key, newer_than, read)
                 pause = min(pause * 2, _POLL_MAX_S)
         except REDIS_ERRORS as exc:
             raise self._down(exc) from exc
         return None
 
-    def _outcome(self, key: str, newer_than: float | None) -> Entry | None:
-        if (entry := _written_since(self.backend.get(key), newer_than)) is not None:
+    def _outcome(self, key: str, newer_than: float | None, read: Callable[[], Entry | None]) -> Entry | None:
+        if (entry := _written_since(read(), newer_than)) is not None:
             return entry
         if (failure := self.client.get(self.failure_prefix + key)) is not None:
             status, code, message, retry_after = json.loads(failure)
@@ -295,6 +346,10 @@ class LocalStore:
     def get(self, key: str) -> Entry | None:
         return self.backend.get(key) if self.backend is not None else None
 
+    def current(self, key: str) -> tuple[Entry | None, Stamp]:
+        """As RedisStore.current; this process's writes invalidate by deleting, so no stamp is needed."""
+        return self.get(key), ()
+
     def set(self, key: str, entry: Entry, hard_ttl: int) -> None:
         if self.backend is not None:
             self.backend.set(key, entry, timeout=hard_ttl)
@@ -322,7 +377,9 @@ class LocalStore:
         if (flight := self._flights.get(key)) is not None:
             flight.error = error
 
-    def wait(self, key: str, deadline: float, newer_than: float | None = None) -> Entry | None:
+    def wait(
+        self, key: str, deadline: float, newer_than: float | None = None, versioned: bool = False
+    ) -> Entry | None:
         flight = self._flights.get(key)
         if flight is None:
             return _written_since(self.get(key), newer_than)

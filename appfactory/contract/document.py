@@ -172,19 +172,24 @@ def _describe(operation: dict[str, Any], view: Any) -> None:
 EVENT_STREAM = "streams_events"  # a view's mark: with `stream: true` it answers server-sent events
 
 
-def streams_events(view: Any) -> Any:
-    """Mark a view whose 200 may also be `text/event-stream`, so the document says so."""
-    setattr(view, EVENT_STREAM, True)
-    return view
+def streams_events(description: str) -> Any:
+    """Mark a view whose 200 may also be `text/event-stream` (its events as `description` says), so
+    the document says so."""
+
+    def mark(view: Any) -> Any:
+        setattr(view, EVENT_STREAM, description)
+        return view
+
+    return mark
 
 
 def _add_event_stream(operation: dict[str, Any], view: Any) -> None:
-    if getattr(inspect.unwrap(view), EVENT_STREAM, False):
-        events = {  # each server-sent event: its `data` a chunk's JSON, the last one `[DONE]`
+    if description := getattr(inspect.unwrap(view), EVENT_STREAM, None):
+        events = {  # each server-sent event: its `data` a JSON object
             "type": "object",
             "properties": {"data": {"type": "string"}},
             "required": ["data"],
-            "description": "`data: <chat.completion.chunk JSON>` events, the last `data: [DONE]`.",
+            "description": description,
         }
         operation["responses"]["200"].setdefault("content", {})["text/event-stream"] = {"schema": events}
 

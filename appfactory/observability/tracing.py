@@ -60,6 +60,9 @@ class _NoSpan:
     def add_event(self, name: str, attributes: Mapping[str, Any] | None = None) -> None:
         return None
 
+    def end(self, error: BaseException | None = None, usage: tuple[int, int] | None = None) -> None:
+        return None
+
 
 NO_SPAN = _NoSpan()
 _state: _Tracing | None = None  # the process's tracer while tracing is on
@@ -115,7 +118,27 @@ def model_call(provider: str, model: str, max_tokens: int, temperature: float, u
     state = _state
     if state is None:
         return NO_SPAN
-    attributes = {
+    return state.child(
+        f"chat {model}", CLIENT, _chat_attributes(provider, model, max_tokens, temperature, upstream), ()
+    )
+
+
+def model_stream(provider: str, model: str, max_tokens: int, temperature: float, upstream: str | None) -> Any:
+    """The span of one streamed model call: current within its `with` block (admission, the first
+    piece: retries and traceparent belong to it), ended by `.end(error, usage)` when the stream ends,
+    whenever and wherever that is (the response's close)."""
+    state = _state
+    if state is None or not state.current_span().is_recording():
+        return NO_SPAN
+    attributes = _chat_attributes(provider, model, max_tokens, temperature, upstream)
+    span = state.tracer.start_span(f"chat {model}", kind=state.kinds[CLIENT], attributes=attributes)
+    return _Streamed(state, span)
+
+
+def _chat_attributes(
+    provider: str, model: str, max_tokens: int, temperature: float, upstream: str | None
+) -> dict[str, Any]:
+    return {
         "gen_ai.operation.name": "chat",
         "gen_ai.provider.name": provider,
         "gen_ai.system": provider,  # the attribute's name before semantic conventions 1.37
@@ -124,7 +147,6 @@ def model_call(provider: str, model: str, max_tokens: int, temperature: float, u
         "gen_ai.request.temperature": temperature,
         **_server_of(upstream),
     }
-    return state.child(f"chat {model}", CLIENT, attributes, ())
 
 
 def event(name: str, attributes: Mapping[str, Any] | None = None) -> None:
@@ -269,6 +291,36 @@ class _Active:
         finally:
             self.state._detach(self.token)
             self.span.end()
+
+
+class _Streamed(_Active):
+    """A streamed model call's span: its `with` block makes it current, `end` ends it."""
+
+    __slots__ = ("ended",)
+
+    def __init__(self, state: _Tracing, span: Any) -> None:
+        super().__init__(state, span, ())
+        self.ended = False
+
+    def __exit__(self, kind: type | None, exc: BaseException | None, tb: object) -> None:
+        self.state._detach(self.token)
+        if exc is not None:
+            self.end(exc)
+
+    def end(self, error: BaseException | None = None, usage: tuple[int, int] | None = None) -> None:
+        if self.ended:
+            return
+        self.ended = True
+        if (
+            error is not None
+            and not isinstance(error, GeneratorExit)
+            and getattr(error, "status", 500) >= 500
+        ):
+            self.state.fail(self.span, error)
+        if usage is not None:
+            self.span.set_attribute("gen_ai.usage.input_tokens", usage[0])
+            self.span.set_attribute("gen_ai.usage.output_tokens", usage[1])
+        self.span.end()
 
 
 def _error_type(exc: BaseException) -> str:

@@ -53,12 +53,15 @@ class UpstreamGuard:
         meter.settle(result.usage, result.text)
         return result
 
-    def open_stream(self, pieces: Callable[[], Iterator[str | Usage]], meter: Meter) -> Admitted:
+    def open_stream(
+        self, pieces: Callable[[], Iterator[str | Usage]], meter: Meter, span: Any = tracing.NO_SPAN
+    ) -> Admitted:
         """A streamed call, admitted now: a refusal (token budget, breaker, bulkhead, the model
         server's answer to the request) raises here, before the response starts. The slot and the
-        tokens are held until the pieces end or the returned iterator is closed."""
+        tokens are held until the pieces end or the returned iterator is closed; `span`
+        (tracing.model_stream) ends then too."""
         self._admit(meter)
-        admitted = Admitted(self, meter)
+        admitted = Admitted(self, meter, span)
         try:
             with timed("upstream"):  # until the first piece: what the client waits before any text
                 admitted.start(pieces())
@@ -135,8 +138,8 @@ class Admitted:
     or the iterator is closed (a client that left: it is charged what was sent): close it from the
     response's on-close, which runs even if never iterated. `usage` is what the call used, once over."""
 
-    def __init__(self, guard: UpstreamGuard, meter: Meter) -> None:
-        self.guard, self.meter = guard, meter
+    def __init__(self, guard: UpstreamGuard, meter: Meter, span: Any = tracing.NO_SPAN) -> None:
+        self.guard, self.meter, self.span = guard, meter, span
         self.iterator: Iterator[str | Usage] = iter(())
         self.first: str | None = None
         self.received: list[str] = []
@@ -196,3 +199,4 @@ class Admitted:
             self.guard._finish(error)
             failed_at_once = error is not None and not self.received
             self.meter.settle(self.reported, None if failed_at_once else "".join(self.received))
+            self.span.end(error, self.reported)

@@ -59,6 +59,9 @@ class GenerateBody(Body, Options):
     prompt: Prompt = None
     template_id: TemplateId = None
     variables: VariableMap = None
+    stream: bool = Field(
+        False, description="true (or Accept: text/event-stream): server-sent events as the model writes."
+    )
 
 
 class Usage(BaseModel):

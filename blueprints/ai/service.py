@@ -9,13 +9,16 @@ from typing import Any
 
 from flask import current_app
 
-from appfactory.cache import HIT, STALE, cache_call, cache_status
+from appfactory.cache import HIT, MISS, STALE, cache_call, cache_status
+from appfactory.cache.flow import ResponseCache
+from appfactory.cache.outcomes import note_status
 from appfactory.identity.context import current_caller
 from appfactory.observability import tracing
 from appfactory.observability.metrics import observe_upstream
 from appfactory.web.errors import ApiError
-from blueprints.ai import usage
-from blueprints.ai.providers.base import Usage
+from blueprints.ai import streaming, usage
+from blueprints.ai.guard import Admitted
+from blueprints.ai.providers.base import Chat, Usage
 from blueprints.templates import store as template_store
 from blueprints.templates.rendering import render
 
@@ -43,6 +46,42 @@ def generate(prompt: str, model: str | None, max_tokens: int, temperature: float
     model = model or provider.default_model
     result = _complete(audience(), provider.name, provider.upstream, model, prompt, max_tokens, temperature)
     return _answer(result, cache_status() in (HIT, STALE))
+
+
+def stream(
+    prompt: str, model: str | None, max_tokens: int, temperature: float
+) -> tuple[dict[str, Any], None] | tuple[None, streaming.Live]:
+    """(a stored result to replay, None), or (None, the model's live stream, which this request
+    leads and which stores the result once it ended). A request that finds an identical one leading
+    the stream waits for its result, as `generate` does."""
+    provider = current_app.extensions["ai_provider"]
+    model = model or provider.default_model
+    parts = (audience(), provider.name, provider.upstream, model, prompt, max_tokens, temperature)
+    key = _complete.entry_key(*parts)
+    state: ResponseCache = current_app.extensions["response_cache"]
+    if (found := state.peek("ai", key)) is not None:
+        return found, None
+    note_status(MISS)
+    chat = Chat(messages=(("user", prompt),), model=model, max_tokens=max_tokens, temperature=temperature)
+
+    def opened() -> Admitted:
+        meter = usage.Meter(model, usage.estimate(prompt), max_tokens)
+        span = tracing.model_stream(provider.name, model, max_tokens, temperature, provider.upstream)
+        with span:
+            return current_app.extensions["ai_guard"].open_stream(lambda: provider.stream(chat), meter, span)
+
+    def result(sent: list[str], pieces: Admitted) -> dict[str, Any]:
+        return _result(prompt, model, provider.name, "".join(sent), pieces.meter) | {"pieces": sent}
+
+    live = streaming.lead("ai", key, opened, result)
+    if live is None:
+        return _complete(*parts), None
+    return None, live
+
+
+def answer_of(result: dict[str, Any], cached: bool) -> dict[str, Any]:
+    """What the answer says of a result (a streamed one's last event as well)."""
+    return _answer(result, cached)
 
 
 def cached_answer(result: dict[str, Any]) -> dict[str, Any]:
@@ -95,11 +134,16 @@ def _complete(
                 tracing.note_usage(*meter.usage)
     finally:  # failed and timed-out calls count too: they are what an operator looks for
         observe_upstream(provider_name, time.perf_counter() - started)
+    return _result(prompt, model, provider_name, answer.text, meter)
+
+
+def _result(prompt: str, model: str, provider_name: str, text: str, meter: usage.Meter) -> dict[str, Any]:
+    """What the cache keeps of an answer (a streamed one's pieces beside it)."""
     return {
         "prompt": prompt,
         "model": model,
         "provider": provider_name,
-        "text": answer.text,
+        "text": text,
         "generated_at": datetime.now(UTC).isoformat(),
         "usage": {**meter.usage._asdict(), "estimated": meter.estimated},
     }

@@ -1,12 +1,18 @@
-"""AI endpoints: parse and validate, call the service, return its dict."""
+"""AI endpoints: parse and validate, call the service, return its dict (or its events)."""
 
-from flask import current_app
+from collections.abc import Iterator
+from typing import Any
+
+import orjson
+from flask import Response, current_app, request
 
 from appfactory.cache import answers_fresh_hits
 from appfactory.contract import answers, contract, query_of
+from appfactory.contract.document import streams_events
 from appfactory.identity.access import requires_key
+from appfactory.web.errors import ApiError
 from appfactory.web.validation import invalid
-from blueprints.ai import bp, service
+from blueprints.ai import bp, service, streaming
 from blueprints.ai.schemas import Answer, GenerateBody, GenerateQuery, Options
 
 
@@ -51,15 +57,65 @@ def generate_from_query(query: GenerateQuery) -> dict:
 @bp.post("/generate")
 @contract.validate(resp=answers(200, Answer, 404, 502, 504), tags=["ai"])
 @requires_key(unless="AI_ALLOW_ANONYMOUS")
-def generate(json: GenerateBody) -> dict:
-    """Generate text from a prompt, or from a stored template filled with `variables`."""
+@streams_events('`data: {"text"}` events as the model writes, then `event: done` with the answer.')
+def generate(json: GenerateBody) -> dict | Response:
+    """Generate text from a prompt, or from a stored template filled with `variables`.
+
+    With `"stream": true` (or `Accept: text/event-stream`) the text comes as server-sent events, each
+    piece as the model writes it (a cached answer: the pieces it was first sent in), then the whole
+    answer in a `done` event (docs/api.md#streamed-answers).
+    """
     options = _options(json)
     if json.template_id is None:
         if json.variables is not None:
             raise invalid("variables", "is only accepted with template_id")
         if json.prompt is None:
             raise invalid("prompt", "is required")
-        return service.generate(_prompt(json.prompt), **options)
-    if json.prompt is not None:
+        prompt = _prompt(json.prompt)
+    elif json.prompt is not None:
         raise invalid("prompt", "send either prompt or template_id, not both")
-    return service.generate(service.prompt_from_template(json.template_id, json.variables or {}), **options)
+    else:
+        prompt = service.prompt_from_template(json.template_id, json.variables or {})
+    if json.stream or _accepts_only_events():
+        return _streamed(prompt, options)
+    return service.generate(prompt, **options)
+
+
+def _accepts_only_events() -> bool:
+    """The request asks for server-sent events rather than JSON."""
+    accept = request.accept_mimetypes
+    return accept.best == "text/event-stream" and accept.quality("application/json") < 1
+
+
+def _streamed(prompt: str, options: dict) -> Response:
+    found, live = service.stream(prompt, **options)
+    events = _replayed(found) if live is None else _live(live)
+    return streaming.event_stream(events, live)
+
+
+def _event(data: dict[str, Any], name: str | None = None) -> bytes:
+    head = f"event: {name}\n".encode() if name else b""
+    return head + b"data: " + orjson.dumps(data) + b"\n\n"
+
+
+def _replayed(result: dict[str, Any]) -> Iterator[bytes]:
+    """A stored answer, in the pieces it was first sent in (word by word when the model gave it whole)."""
+    pieces = result.get("pieces") or [
+        w if n == 0 else " " + w for n, w in enumerate(result["text"].split(" "))
+    ]
+    for piece in pieces:
+        yield _event({"text": piece})
+    yield _event(service.answer_of(result, cached=True), "done")
+
+
+def _live(live: streaming.Live) -> Iterator[bytes]:
+    sent: list[str] = []
+    try:
+        for piece in live.pieces:
+            sent.append(piece)
+            yield _event({"text": piece})
+    except ApiError as exc:  # the model failed mid-stream: say so, store nothing
+        live.settle(None)
+        yield _event({"error": {"code": exc.code, "message": exc.message}}, "error")
+        return
+    yield _event(service.answer_of(live.settle(sent), cached=False), "done")

@@ -7,7 +7,6 @@ from __future__ import annotations
 import hashlib
 import time
 import uuid
-from collections.abc import Callable, Iterator
 from typing import Any
 
 import orjson
@@ -15,7 +14,8 @@ from flask import current_app
 
 from appfactory.cache import cache_call
 from appfactory.cache.flow import ResponseCache
-from blueprints.ai import usage
+from appfactory.observability import tracing
+from blueprints.ai import streaming, usage
 from blueprints.ai.guard import Admitted
 from blueprints.ai.providers.base import Chat, Usage
 from blueprints.ai.service import audience
@@ -31,7 +31,11 @@ def _open(chat: Chat) -> Admitted:
     """The model's stream of this chat, admitted by the guard (its tokens metered)."""
     provider = current_app.extensions["ai_provider"]
     meter = usage.Meter(chat.model, usage.estimate_prompt(text for _, text in chat.messages), chat.max_tokens)
-    return current_app.extensions["ai_guard"].open_stream(lambda: provider.stream(chat), meter)
+    span = tracing.model_stream(
+        provider.name, chat.model, chat.max_tokens, chat.temperature, provider.upstream
+    )
+    with span:
+        return current_app.extensions["ai_guard"].open_stream(lambda: provider.stream(chat), meter, span)
 
 
 def _entry(chat: Chat, pieces: list[str], admitted: Admitted) -> dict[str, Any]:
@@ -64,41 +68,13 @@ def cached(chat: Chat) -> dict[str, Any] | None:
     return state.peek(PREFIX, _entry_key(chat))
 
 
-def stream(chat: Chat) -> tuple[Iterator[str], Callable[[list[str] | None], dict | None]] | None:
-    """(the pieces as the model sends them, `settle`), or None when an identical request is already
-    streaming from the model: `complete` then waits for its entry (one model call for all of them).
-
-    The model call is admitted before this returns (a refusal raises here). The caller closes the
-    iterator when its client leaves, which ends the model call, and calls `settle(pieces)` at the
-    stream's end (stores the entry) or `settle(None)` when it did not end (stores nothing); either
-    gives the single-flight lock back."""
-    state: ResponseCache = current_app.extensions["response_cache"]
-    key = _entry_key(chat)
-    leads, token = state.claim(key)
-    if not leads:
-        return None
-    try:
-        admitted = _open(chat)
-    except BaseException:
-        state.release(key, token)
-        raise
-    settled = False
-
-    def settle(pieces: list[str] | None) -> dict[str, Any] | None:
-        nonlocal settled
-        if settled:
-            return None
-        settled = True
-        try:
-            if pieces is None:
-                return None
-            entry = _entry(chat, pieces, admitted)
-            state.put(PREFIX, key, current_app.config["AI_CACHE_TTL"], entry)
-            return entry
-        finally:
-            state.release(key, token)
-
-    return admitted, settle
+def stream(chat: Chat) -> streaming.Live | None:
+    """The model's live stream of this chat, which this request leads (admitted: a refusal raises
+    here); None when an identical request is already streaming it: `complete` then waits for its
+    entry (one model call for all of them)."""
+    return streaming.lead(
+        PREFIX, _entry_key(chat), lambda: _open(chat), lambda sent, pieces: _entry(chat, sent, pieces)
+    )
 
 
 def _entry_key(chat: Chat) -> str:

@@ -7,7 +7,7 @@ from collections.abc import Iterator
 from typing import Any
 
 import orjson
-from flask import Response, current_app, stream_with_context
+from flask import current_app
 
 from appfactory.cache import HIT, MISS, cache_status
 from appfactory.cache.outcomes import note_status
@@ -15,6 +15,7 @@ from appfactory.contract import answers, contract
 from appfactory.contract.document import streams_events
 from appfactory.identity.access import requires_key
 from appfactory.web.errors import ApiError
+from blueprints.ai import streaming
 from blueprints.ai.providers.base import Chat
 from blueprints.ai.schemas import DEFAULT_MAX_TOKENS, DEFAULT_TEMPERATURE
 from blueprints.openai_compat import bp, service
@@ -49,7 +50,7 @@ def show_model(model_id: str) -> dict:
 @bp.post("/chat/completions")
 @contract.validate(resp=answers(200, ChatCompletion, 404, 502, 503, 504), tags=_TAGS)
 @requires_key(unless="AI_ALLOW_ANONYMOUS")
-@streams_events
+@streams_events("`data: <chat.completion.chunk JSON>` events, the last `data: [DONE]`.")
 def chat_completions(json: ChatRequest) -> Any:
     """OpenAI's chat completions; with `stream: true`, server-sent `chat.completion.chunk` events
     ending in `data: [DONE]`. A cached answer streams as the pieces the model first sent."""
@@ -65,17 +66,8 @@ def chat_completions(json: ChatRequest) -> Any:
         live = service.stream(chat)
         if live is None:  # an identical request streams from the model: wait for its whole answer
             entry = service.complete(chat)
-    if live is None:
-        events = _replayed(entry, include_usage)
-    else:
-        pieces, settle = live
-        events = _live(chat, pieces, settle, include_usage)
-    response = Response(stream_with_context(_sse(events)), mimetype="text/event-stream")
-    response.headers["Cache-Control"] = "no-cache"
-    response.headers["X-Accel-Buffering"] = "no"  # a proxy must pass each event on at once
-    if live is not None:  # a client that leaves ends the model call, and nothing is stored
-        response.call_on_close(lambda: (pieces.close(), settle(None)))
-    return response
+    events = _replayed(entry, include_usage) if live is None else _live(chat, live, include_usage)
+    return streaming.event_stream(_sse(events), live)
 
 
 def _chat(request: ChatRequest) -> Chat:
@@ -145,19 +137,19 @@ def _replayed(entry: dict[str, Any], include_usage: bool) -> Iterator[dict[str, 
         yield chunks.usage(service.usage_of(entry, cached=True))
 
 
-def _live(chat: Chat, pieces: Iterator[str], settle, include_usage: bool) -> Iterator[dict[str, Any]]:
+def _live(chat: Chat, live: streaming.Live, include_usage: bool) -> Iterator[dict[str, Any]]:
     chunks = _Chunks(chat.model, int(time.time()))
     yield chunks.piece({"role": "assistant", "content": ""})
     sent: list[str] = []
     try:
-        for piece in pieces:
+        for piece in live.pieces:
             sent.append(piece)
             yield chunks.piece({"content": piece})
     except ApiError as exc:  # the model failed mid-stream: say so, store nothing
-        settle(None)
+        live.settle(None)
         yield {"error": {"message": exc.message, "type": "server_error", "param": None, "code": exc.code}}
         return
-    entry = settle(sent)
+    entry = live.settle(sent)
     yield chunks.piece({}, entry["finish_reason"])
     if include_usage:
         yield chunks.usage(service.usage_of(entry, cached=False))

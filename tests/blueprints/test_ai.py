@@ -107,7 +107,7 @@ def test_bad_query_is_422_naming_the_field(make_client, query, field):
         ({"prompt": "a", "max_tokens": 1.5}, "max_tokens"),
         ({"prompt": "a", "max_tokens": True}, "max_tokens"),
         ({"prompt": "a", "temperature": "hot"}, "temperature"),
-        ({"prompt": "a", "stream": True}, "stream"),
+        ({"prompt": "a", "stream": "yes"}, "stream"),
         ({"prompt": "a", "template_id": 1}, "prompt"),
         ({"prompt": "a", "variables": {}}, "variables"),
         ({"template_id": "1"}, "template_id"),

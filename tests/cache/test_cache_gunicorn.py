@@ -47,7 +47,8 @@ def test_miss_then_hits_with_the_same_body_across_workers(tmp_path, namespace):
         other = _generate(server.url, "prompt=hello&max_tokens=9")
     assert first.headers["X-Cache"] == "MISS"
     assert {hit.headers["X-Cache"] for hit in hits} == {"HIT"}
-    assert all(hit.json() == {**first.json(), "cached": True} for hit in hits)
+    spent_none = {**first.json()["usage"], "upstream_tokens": 0}  # a hit costs nothing upstream
+    assert all(hit.json() == {**first.json(), "cached": True, "usage": spent_none} for hit in hits)
     assert other.headers["X-Cache"] == "MISS" and other.json()["text"] != first.json()["text"]
 
 

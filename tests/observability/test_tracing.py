@@ -290,3 +290,23 @@ def test_the_service_name_and_version_are_on_every_span(traced, collector):
     app.test_client().get("/health/live")
     (span,) = exported(app, collector)
     assert span.service == "aigen-eu"
+
+
+def test_a_streamed_model_call_is_one_chat_span_from_admission_to_its_last_piece(traced, collector):
+    with FakeModel(delay=0.2, counts_tokens=True) as model:
+        app = traced(AI_PROVIDER="openai", AI_BASE_URL=model.url, AI_MODEL="m1")
+        client = app.test_client()
+        native = client.post(GENERATE, json={"prompt": "stream these four words", "stream": True})
+        assert native.status_code == 200 and b"event: done" in native.get_data()
+        chat = {"model": "m1", "messages": [{"role": "user", "content": "and these"}], "stream": True}
+        v1 = client.post("/v1/chat/completions", json=chat)
+        assert v1.status_code == 200 and v1.get_data().endswith(b"data: [DONE]\n\n")
+        spans = exported(app, collector)
+    streamed = [s for s in spans if s.name == "chat m1"]
+    assert len(streamed) == 2 and all(s.kind == "client" and s.status == 0 for s in streamed)
+    roots = {s.span_id: s for s in spans if s.name.startswith("POST ")}
+    assert {s.parent_id for s in streamed} == set(roots)  # each the child of its request's span
+    # The model server was asked within it, and its reported usage is on it.
+    assert [r["traceparent"].split("-")[2] for r in model.received] == [s.span_id for s in streamed]
+    assert [s.attributes["gen_ai.usage.output_tokens"] for s in streamed] == [5, 3]
+    assert all(s.end_ns - s.start_ns >= 100_000_000 for s in streamed)  # open until the last piece
