@@ -16,7 +16,7 @@ from appfactory import create_app
 from appfactory.config import sqlalchemy_url
 from appfactory.db import migrate
 from appfactory.db.models import metadata
-from tests.support.services import PgBouncer, PostgresDatabase
+from tests.support.services import PgBouncer, PostgresDatabase, delete_namespace, require_redis
 
 
 def pytest_unconfigure(config):
@@ -74,6 +74,16 @@ def truncate(url: str) -> None:
 
 # Every key namespace this session's apps were given: their keys are deleted at the end.
 _NAMESPACES: set[str] = set()
+
+
+@pytest.fixture
+def namespace():
+    """A CACHE_NAMESPACE on the machine's Redis (which must answer), its keys deleted at the end."""
+    require_redis().close()
+    name = key_namespace()
+    yield name
+    with require_redis() as client:
+        delete_namespace(client, name)
 
 
 def key_namespace() -> str:

@@ -59,6 +59,13 @@ def _written_since(entry: Entry | None, newer_than: float | None) -> Entry | Non
     return entry if len(entry) > 2 and entry[2] >= newer_than else None
 
 
+def _prefix_and_group(base: str, key: str) -> list[str]:
+    """`base` + the key's prefix, and + its prefix and group when it has one (`user:123:profile`)."""
+    prefix, _, rest = key.partition(":")
+    group, grouped, _ = rest.partition(":")
+    return [base + prefix, f"{base}{prefix}:{group}"] if grouped else [base + prefix]
+
+
 def redis_glob_escape(text: str) -> str:
     """Escape Redis MATCH metacharacters so `text` matches only itself."""
     return "".join("\\" + char if char in "*?[]\\" else char for char in text)
@@ -133,12 +140,7 @@ class RedisStore:
             raise self._down(exc) from exc
 
     def _versions_of(self, key: str) -> list[str]:
-        prefix, _, rest = key.partition(":")
-        group, grouped, _ = rest.partition(":")
-        versions = [self.version_prefix + prefix]
-        if grouped:
-            versions.append(f"{self.version_prefix}{prefix}:{group}")
-        return versions
+        return _prefix_and_group(self.version_prefix, key)
 
     def _version_of(self, prefix: str, pattern: str) -> str:
         """The group's version for `group:*`, else (every entry, a free glob) the prefix's."""
@@ -174,12 +176,7 @@ class RedisStore:
         notes.execute()
 
     def _indexes_of(self, key: str) -> list[str]:
-        prefix, _, rest = key.partition(":")
-        group, grouped, _ = rest.partition(":")
-        indexes = [self.index_prefix + prefix]
-        if grouped:
-            indexes.append(f"{self.index_prefix}{prefix}:{group}")
-        return indexes
+        return _prefix_and_group(self.index_prefix, key)
 
     def index_of(self, prefix: str | None, pattern: str) -> str | None:
         """The index listing exactly the entries `prefix` + `pattern` matches, when there is one."""

@@ -50,10 +50,9 @@ def generate(prompt: str, model: str | None, max_tokens: int, temperature: float
 
 def stream(
     prompt: str, model: str | None, max_tokens: int, temperature: float
-) -> tuple[dict[str, Any], None] | tuple[None, streaming.Live]:
-    """(a stored result to replay, None), or (None, the model's live stream, which this request
-    leads and which stores the result once it ended). A request that finds an identical one leading
-    the stream waits for its result, as `generate` does."""
+) -> tuple[dict[str, Any], None] | tuple[None, streaming.Live | streaming.Follower]:
+    """(a stored result to replay, None), or (None, the model's live stream: the one this request
+    leads, which stores the result once it ended, or the one an identical request leads)."""
     provider = current_app.extensions["ai_provider"]
     model = model or provider.default_model
     parts = (audience(), provider.name, provider.upstream, model, prompt, max_tokens, temperature)
@@ -73,10 +72,7 @@ def stream(
     def result(sent: list[str], pieces: Admitted) -> dict[str, Any]:
         return _result(prompt, model, provider.name, "".join(sent), pieces.meter) | {"pieces": sent}
 
-    live = streaming.lead("ai", key, opened, result)
-    if live is None:
-        return _complete(*parts), None
-    return None, live
+    return None, streaming.lead_or_follow("ai", key, opened, result)
 
 
 def answer_of(result: dict[str, Any], cached: bool) -> dict[str, Any]:

@@ -88,9 +88,9 @@ def _accepts_only_events() -> bool:
 
 
 def _streamed(prompt: str, options: dict) -> Response:
-    found, live = service.stream(prompt, **options)
-    events = _replayed(found) if live is None else _live(live)
-    return streaming.event_stream(events, live)
+    found, stream = service.stream(prompt, **options)
+    events = _replayed(found) if stream is None else _live(stream)
+    return streaming.event_stream(events, stream)
 
 
 def _event(data: dict[str, Any], name: str | None = None) -> bytes:
@@ -108,14 +108,14 @@ def _replayed(result: dict[str, Any]) -> Iterator[bytes]:
     yield _event(service.answer_of(result, cached=True), "done")
 
 
-def _live(live: streaming.Live) -> Iterator[bytes]:
-    sent: list[str] = []
+def _live(stream: streaming.Live | streaming.Follower) -> Iterator[bytes]:
+    """The pieces as the model sends them: led by this request, or followed (costing it nothing)."""
     try:
-        for piece in live.pieces:
-            sent.append(piece)
+        for piece in stream:
             yield _event({"text": piece})
     except ApiError as exc:  # the model failed mid-stream: say so, store nothing
-        live.settle(None)
+        stream.fail(exc)
         yield _event({"error": {"code": exc.code, "message": exc.message}}, "error")
         return
-    yield _event(service.answer_of(live.settle(sent), cached=False), "done")
+    followed = isinstance(stream, streaming.Follower)
+    yield _event(service.answer_of(stream.finish(), cached=followed), "done")

@@ -68,11 +68,10 @@ def cached(chat: Chat) -> dict[str, Any] | None:
     return state.peek(PREFIX, _entry_key(chat))
 
 
-def stream(chat: Chat) -> streaming.Live | None:
-    """The model's live stream of this chat, which this request leads (admitted: a refusal raises
-    here); None when an identical request is already streaming it: `complete` then waits for its
-    entry (one model call for all of them)."""
-    return streaming.lead(
+def stream(chat: Chat) -> streaming.Live | streaming.Follower:
+    """The model's live stream of this chat: the one this request leads (admitted: a refusal raises
+    here), or the one an identical request leads, followed as it comes."""
+    return streaming.lead_or_follow(
         PREFIX, _entry_key(chat), lambda: _open(chat), lambda sent, pieces: _entry(chat, sent, pieces)
     )
 

@@ -59,15 +59,13 @@ def chat_completions(json: ChatRequest) -> Any:
     if not json.stream:
         entry = service.complete(chat)
         return _completion(entry, cached=cache_status() == HIT)
-    live = None
+    stream = None
     entry = service.cached(chat)
     if entry is None:
         note_status(MISS)
-        live = service.stream(chat)
-        if live is None:  # an identical request streams from the model: wait for its whole answer
-            entry = service.complete(chat)
-    events = _replayed(entry, include_usage) if live is None else _live(chat, live, include_usage)
-    return streaming.event_stream(_sse(events), live)
+        stream = service.stream(chat)
+    events = _replayed(entry, include_usage) if stream is None else _live(chat, stream, include_usage)
+    return streaming.event_stream(_sse(events), stream)
 
 
 def _chat(request: ChatRequest) -> Chat:
@@ -137,22 +135,23 @@ def _replayed(entry: dict[str, Any], include_usage: bool) -> Iterator[dict[str, 
         yield chunks.usage(service.usage_of(entry, cached=True))
 
 
-def _live(chat: Chat, live: streaming.Live, include_usage: bool) -> Iterator[dict[str, Any]]:
+def _live(
+    chat: Chat, stream: streaming.Live | streaming.Follower, include_usage: bool
+) -> Iterator[dict[str, Any]]:
+    """The pieces as the model sends them: led by this request, or followed (costing it nothing)."""
     chunks = _Chunks(chat.model, int(time.time()))
     yield chunks.piece({"role": "assistant", "content": ""})
-    sent: list[str] = []
     try:
-        for piece in live.pieces:
-            sent.append(piece)
+        for piece in stream:
             yield chunks.piece({"content": piece})
     except ApiError as exc:  # the model failed mid-stream: say so, store nothing
-        live.settle(None)
+        stream.fail(exc)
         yield {"error": {"message": exc.message, "type": "server_error", "param": None, "code": exc.code}}
         return
-    entry = live.settle(sent)
+    entry = stream.finish()
     yield chunks.piece({}, entry["finish_reason"])
     if include_usage:
-        yield chunks.usage(service.usage_of(entry, cached=False))
+        yield chunks.usage(service.usage_of(entry, cached=isinstance(stream, streaming.Follower)))
 
 
 def _sse(events: Iterator[dict[str, Any]]) -> Iterator[bytes]:

@@ -7,20 +7,11 @@ from concurrent.futures import ThreadPoolExecutor
 import pytest
 import requests
 
-from tests.conftest import key_namespace
 from tests.support.gunicorn import Gunicorn
-from tests.support.services import REDIS_URL, RedisServer, delete_namespace, require_redis
+from tests.support.services import REDIS_URL, RedisServer, require_redis
 from tests.support.upstream import FakeModel
 
 pytestmark = pytest.mark.slow
-
-
-@pytest.fixture
-def namespace():
-    name = key_namespace()
-    yield name
-    with require_redis() as client:
-        delete_namespace(client, name)
 
 
 def _env(tmp_path, namespace, **extra) -> dict:

@@ -11,10 +11,9 @@ import openai
 import pytest
 from openai import OpenAI
 
-from tests.conftest import key_namespace
 from tests.support.gunicorn import Gunicorn
 from tests.support.keys import issue_key
-from tests.support.services import REDIS_URL, delete_namespace, require_redis
+from tests.support.services import REDIS_URL
 from tests.support.upstream import FakeModel
 
 # The SDK's clients hold pooled sockets the garbage collector may close late, in another test: what the
@@ -26,15 +25,6 @@ pytestmark = [
 ]
 
 MODEL = "m1"
-
-
-@pytest.fixture
-def namespace():
-    require_redis().close()
-    name = key_namespace()
-    yield name
-    with require_redis() as client:
-        delete_namespace(client, name)
 
 
 @pytest.fixture

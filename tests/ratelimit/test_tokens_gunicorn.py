@@ -14,11 +14,9 @@ import pytest
 import requests
 from openai import OpenAI
 
-from tests.conftest import key_namespace
 from tests.support.gunicorn import Gunicorn
 from tests.support.keys import bearer, issue_key
-from tests.support.services import REDIS_URL, delete_namespace, require_redis
-from tests.support.upstream import FakeModel
+from tests.support.upstream import FakeModel, model_env
 
 pytestmark = pytest.mark.slow
 
@@ -26,28 +24,8 @@ GENERATE = "/api/v1/ai/generate"
 MODEL = "m1"
 
 
-@pytest.fixture
-def namespace():
-    require_redis().close()
-    name = key_namespace()
-    yield name
-    with require_redis() as client:
-        delete_namespace(client, name)
-
-
 def _env(postgres, namespace: str, model: FakeModel, **extra) -> dict[str, str]:
-    return {
-        "DATABASE_URL": postgres.url,
-        "REDIS_URL": REDIS_URL,
-        "CACHE_NAMESPACE": namespace,
-        "AI_PROVIDER": "openai",
-        "AI_BASE_URL": model.url,
-        "AI_MODEL": MODEL,
-        "AI_RETRIES": "0",
-        "RATE_LIMIT_PER_MINUTE": "10000",
-        "LOG_LEVEL": "WARNING",
-        **{key: str(value) for key, value in extra.items()},
-    }
+    return model_env(postgres.url, namespace, model, AI_RETRIES=0, RATE_LIMIT_PER_MINUTE=10000, **extra)
 
 
 def _reservation(prompt: str, max_tokens: int) -> int:

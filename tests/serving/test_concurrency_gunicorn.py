@@ -13,9 +13,8 @@ from concurrent.futures import ThreadPoolExecutor
 import pytest
 import requests
 
-from tests.conftest import key_namespace
 from tests.support.gunicorn import Gunicorn
-from tests.support.services import REDIS_URL, delete_namespace, require_redis
+from tests.support.services import REDIS_URL
 from tests.support.upstream import FakeModel
 
 pytestmark = pytest.mark.slow
@@ -23,15 +22,6 @@ pytestmark = pytest.mark.slow
 GENERATE = "/api/v1/ai/generate"
 # What a pool running dry or a breaker opening write in the log.
 TROUBLE = re.compile(r"Too many connections|No connection available|unavailable|busy|Traceback")
-
-
-@pytest.fixture
-def namespace():
-    require_redis().close()
-    name = key_namespace()
-    yield name
-    with require_redis() as client:
-        delete_namespace(client, name)
 
 
 def _env(postgres, namespace, model: FakeModel, **extra) -> dict:

@@ -7,6 +7,8 @@ import threading
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
+from tests.support.services import REDIS_URL
+
 
 class _Server(ThreadingHTTPServer):
     request_queue_size = 1024  # a burst of hundreds of calls connects at once (the default is 5)
@@ -153,3 +155,18 @@ class FakeModel:
     def __exit__(self, *exc) -> None:
         self.server.shutdown()
         self.server.server_close()
+
+
+def model_env(database_url: str, namespace: str, model: FakeModel, **extra: object) -> dict[str, str]:
+    """The environment of a gunicorn of the service on the machine's Redis, whose model server (model
+    `m1`) is `model`; `extra` settings on top."""
+    return {
+        "DATABASE_URL": database_url,
+        "REDIS_URL": REDIS_URL,
+        "CACHE_NAMESPACE": namespace,
+        "AI_PROVIDER": "openai",
+        "AI_BASE_URL": model.url,
+        "AI_MODEL": "m1",
+        "LOG_LEVEL": "WARNING",
+        **{key: str(value) for key, value in extra.items()},
+    }
