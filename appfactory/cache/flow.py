@@ -31,6 +31,11 @@ now = time.time  # wall clock, shared by every worker and instance; tests replac
 _READ_AHEAD = {"aigen.cache.read_ahead": True}  # the entry came with the limiter's round trip
 
 
+def _not_cached() -> ApiError:
+    note_detail("detail=only-if-cached")
+    return ApiError(504, "No fresh cached answer, and the request said only-if-cached", "not_cached")
+
+
 class NotCacheable(Exception):
     """Raised by a compute function whose result is returned to its caller but never stored."""
 
@@ -120,20 +125,26 @@ class ResponseCache:
         note_detail("hit", f"ttl={int(entry[0] - now())}")
         return True, entry[1]
 
-    def peek(self, prefix: str, key: str) -> Any | None:
-        """A fresh value for `key`, counted and noted as a HIT; None, with nothing counted, when
-        there is none (or the store is away): the caller then computes it and may `put` it."""
-        if self.breaker is not None and not self.breaker.allow():
-            return None
-        try:
-            with timed("cache"):
-                entry = self.store.get(key)
-        except StoreDown:
-            return None
-        if entry is None or entry[0] <= now():
+    def peek(self, prefix: str, key: str, control: Control = NONE) -> Any | None:
+        """A fresh value for `key` that the request's `control` takes, counted and noted as a HIT;
+        None, with nothing counted, when there is none (or the store is away): the caller then
+        computes it and may `put` it. `only-if-cached` without one: 504 not_cached."""
+        entry = None
+        if control.reads and (self.breaker is None or self.breaker.allow()):
+            try:
+                with timed("cache"):
+                    entry = self.store.get(key)
+            except StoreDown:
+                entry = None
+        arrived = now()
+        if entry is None or entry[0] <= arrived or not control.accepts(written_at(entry, 0), arrived):
+            if control.only_if_cached:
+                raise _not_cached()
+            note_detail("fwd=uri-miss" if control.plain else "fwd=request")
             return None
         self._count(prefix, HIT)
         note_status(HIT)
+        note_detail("hit", f"ttl={int(entry[0] - arrived)}")
         return entry[1]
 
     def claim(self, key: str) -> tuple[bool, Any]:
@@ -161,7 +172,7 @@ class ResponseCache:
         soft, hard = expiries(ttl)
         try:
             with timed("cache"):
-                self.store.set(key, (soft, value), hard)
+                self.store.set(key, (soft, value, now()), hard)
         except StoreDown:
             pass  # served, not stored: the next request computes it again
 
@@ -208,8 +219,7 @@ class ResponseCache:
                 entry = None
         usable = entry is not None and control.accepts(written_at(entry, ttl), arrived)
         if control.only_if_cached and not (usable and entry[0] > arrived):
-            note_detail("detail=only-if-cached")
-            raise ApiError(504, "No fresh cached answer, and the request said only-if-cached", "not_cached")
+            raise _not_cached()
         if not usable:
             if control.plain:
                 return self._fill(store, key, ttl, compute, forced, stamp)

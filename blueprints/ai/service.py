@@ -9,9 +9,7 @@ from typing import Any
 
 from flask import current_app
 
-from appfactory.cache import HIT, MISS, STALE, cache_call, cache_status
-from appfactory.cache.flow import ResponseCache
-from appfactory.cache.outcomes import note_status
+from appfactory.cache import HIT, STALE, cache_call, cache_status
 from appfactory.identity.context import current_caller
 from appfactory.observability import tracing
 from appfactory.observability.metrics import observe_upstream
@@ -57,10 +55,8 @@ def stream(
     model = model or provider.default_model
     parts = (audience(), provider.name, provider.upstream, model, prompt, max_tokens, temperature)
     key = _complete.entry_key(*parts)
-    state: ResponseCache = current_app.extensions["response_cache"]
-    if (found := state.peek("ai", key)) is not None:
+    if (found := streaming.cached("ai", key)) is not None:
         return found, None
-    note_status(MISS)
     chat = Chat(messages=(("user", prompt),), model=model, max_tokens=max_tokens, temperature=temperature)
 
     def opened() -> Admitted:

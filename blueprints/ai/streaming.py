@@ -17,8 +17,9 @@ from typing import Any
 
 from flask import Response, current_app, stream_with_context
 
+from appfactory.cache.control import request_control
 from appfactory.cache.flow import ResponseCache
-from appfactory.cache.outcomes import HIT, note_detail, note_status
+from appfactory.cache.outcomes import HIT, MISS, note_detail, note_status
 from appfactory.web.errors import ApiError
 from blueprints.ai import relay
 from blueprints.ai.guard import Admitted
@@ -29,13 +30,21 @@ EntryOf = Callable[[list[str], Admitted], dict[str, Any]]
 
 
 class Live:
-    """A stream this request leads. Iterate its pieces, then `finish()` (stores the entry, tells the
-    followers) or, when the model failed, `fail(error)`; `close()` when the response closes."""
+    """A stream this request leads. Iterate its pieces, then `finish()` (stores the entry unless
+    `stores` is false, tells the followers) or, when the model failed, `fail(error)`; `close()` when
+    the response closes. `token`: its claim on the entry (None: nobody follows it)."""
 
     def __init__(
-        self, state: ResponseCache, prefix: str, key: str, token: Any, pieces: Admitted, entry_of: EntryOf
+        self,
+        state: ResponseCache,
+        prefix: str,
+        key: str,
+        token: Any,
+        pieces: Admitted,
+        entry_of: EntryOf,
+        stores: bool = True,
     ):
-        self.state, self.prefix, self.key, self.token = state, prefix, key, token
+        self.state, self.prefix, self.key, self.token, self.stores = state, prefix, key, token, stores
         self.pieces, self.entry_of = pieces, entry_of
         self.relay = relay.relay_for(state.store, key, token)
         self.sent: list[str] = []
@@ -54,7 +63,8 @@ class Live:
         self.over = True
         try:
             entry = self.entry_of(self.sent, self.pieces)
-            self.state.put(self.prefix, self.key, self.ttl, entry)
+            if self.stores:
+                self.state.put(self.prefix, self.key, self.ttl, entry)
             self.relay.finish()
             return entry
         finally:
@@ -219,14 +229,25 @@ def lead(
     return Live(state, prefix, key, token, pieces, entry_of)
 
 
-def lead_or_follow(prefix: str, key: str, opener: Opener, entry_of: EntryOf) -> Live | Follower:
-    """This request's stream of `key`: the one it leads, or the one it follows (noted as collapsed)."""
+def cached(prefix: str, key: str) -> dict[str, Any] | None:
+    """A stored answer to replay, as the request's Cache-Control allows (`only-if-cached` without one:
+    504); None: the answer streams from the model."""
     state: ResponseCache = current_app.extensions["response_cache"]
+    return state.peek(prefix, key, request_control())
+
+
+def lead_or_follow(prefix: str, key: str, opener: Opener, entry_of: EntryOf) -> Live | Follower:
+    """This request's stream of `key`: the one it leads, or the one it follows (noted as collapsed).
+    `Cache-Control: no-store`: a model call of its own, neither shared nor stored."""
+    state: ResponseCache = current_app.extensions["response_cache"]
+    note_status(MISS)
+    if request_control().no_store:
+        return Live(state, prefix, key, None, opener(), entry_of, stores=False)
     live = lead(prefix, key, opener, entry_of, state)
     if live is not None:
         return live
     note_status(HIT)
-    note_detail("fwd=uri-miss", "collapsed")
+    note_detail("fwd=request" if not request_control().plain else "fwd=uri-miss", "collapsed")
     return Follower(state, prefix, key, opener, entry_of)
 
 

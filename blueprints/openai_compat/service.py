@@ -13,7 +13,6 @@ import orjson
 from flask import current_app
 
 from appfactory.cache import cache_call
-from appfactory.cache.flow import ResponseCache
 from appfactory.observability import tracing
 from blueprints.ai import streaming, usage
 from blueprints.ai.guard import Admitted
@@ -63,9 +62,8 @@ def complete(chat: Chat) -> dict[str, Any]:
 
 
 def cached(chat: Chat) -> dict[str, Any] | None:
-    """A fresh entry for this chat (a HIT), or None."""
-    state: ResponseCache = current_app.extensions["response_cache"]
-    return state.peek(PREFIX, _entry_key(chat))
+    """A fresh entry for this chat that the request's Cache-Control takes (a HIT), or None."""
+    return streaming.cached(PREFIX, _entry_key(chat))
 
 
 def stream(chat: Chat) -> streaming.Live | streaming.Follower:

@@ -9,8 +9,7 @@ from typing import Any
 import orjson
 from flask import current_app
 
-from appfactory.cache import HIT, MISS, cache_status
-from appfactory.cache.outcomes import note_status
+from appfactory.cache import HIT, cache_status
 from appfactory.contract import answers, contract
 from appfactory.contract.document import streams_events
 from appfactory.identity.access import requires_key
@@ -62,7 +61,6 @@ def chat_completions(json: ChatRequest) -> Any:
     stream = None
     entry = service.cached(chat)
     if entry is None:
-        note_status(MISS)
         stream = service.stream(chat)
     events = _replayed(entry, include_usage) if stream is None else _live(chat, stream, include_usage)
     return streaming.event_stream(_sse(events), stream)

@@ -24,7 +24,7 @@ _TAGS = ["templates"]
 
 
 @bp.get("")
-@contract.validate(resp=answers(200, TemplatePage), tags=_TAGS)
+@contract.validate(resp=answers(200, TemplatePage, 504), tags=_TAGS)
 @cache_view(ttl="TEMPLATES_CACHE_TTL", key_prefix="templates", shared_only=True)
 def list_templates(query: Page) -> dict:
     """One page of templates, oldest first, with the total count."""

@@ -50,7 +50,7 @@ def _profile(user_id: int) -> dict[str, Any]:
 
 
 @bp.get("/<id:user_id>")
-@contract.validate(resp=answers(200, User, 404), tags=_TAGS)
+@contract.validate(resp=answers(200, User, 404, 504), tags=_TAGS)
 def show(user_id: int, query: NoQuery) -> tuple[dict, int, dict]:
     """A user; the email only for the user's own keys and admins."""
     user = _as_seen(_profile(user_id))

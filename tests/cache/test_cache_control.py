@@ -196,3 +196,35 @@ def test_a_user_profile_read_honours_cache_control(new_app):
     assert hit.headers["X-Cache"] == "HIT" and HIT.fullmatch(hit.headers["Cache-Status"])
     fresh = client.get(path, headers={**key, "Cache-Control": "no-cache"})
     assert _status(fresh) == ("MISS", "aigen; fwd=request; stored")
+
+
+def _streamed(client, prompt: str, control: str | None = None):
+    """A streamed request, read to its end and closed (as a client that got it all)."""
+    headers = {"Cache-Control": control} if control else {}
+    response = client.post(GENERATE, json={"prompt": prompt, "stream": True}, headers=headers)
+    response.get_data()
+    response.close()
+    return response
+
+
+def test_streamed_requests_honour_cache_control(client, model):
+    assert _status(_streamed(client, "flowing")) == ("MISS", "aigen; fwd=uri-miss")
+    hit = _streamed(client, "flowing")
+    assert hit.headers["X-Cache"] == "HIT" and HIT.fullmatch(hit.headers["Cache-Status"])
+    assert b"event: done" in hit.get_data() and model.calls == 1
+
+    fresh = _streamed(client, "flowing", "no-cache")
+    assert _status(fresh) == ("MISS", "aigen; fwd=request") and model.calls == 2
+    assert _streamed(client, "flowing", "max-age=3600").headers["X-Cache"] == "HIT"
+
+    unstored = _streamed(client, "unstored", "no-store")
+    assert unstored.headers["X-Cache"] == "MISS" and b"event: done" in unstored.get_data()
+    assert _streamed(client, "unstored").headers["X-Cache"] == "MISS"  # nothing was stored
+    assert model.calls == 4
+
+    absent = _streamed(client, "never asked", "only-if-cached")
+    assert (absent.status_code, absent.get_json()["error"]["code"]) == (504, "not_cached")
+    chat = {"model": "default", "messages": [{"role": "user", "content": "never asked"}], "stream": True}
+    refused = client.post("/v1/chat/completions", json=chat, headers={"Cache-Control": "only-if-cached"})
+    assert refused.status_code == 504 and refused.get_json()["error"]["code"] == "not_cached"
+    assert model.calls == 4

@@ -171,6 +171,11 @@ def test_ai_generation_counts_cache_outcomes_and_upstream_latency(client):
     assert delta("aigen_cache_misses_total", prefix="ai") == 1
     assert delta("aigen_cache_hits_total", prefix="ai") == 2
     assert delta("aigen_upstream_latency_seconds_count", provider="local") == 1
+    # The one model call's tokens (the local model's estimate), by model and kind; the hits spent none.
+    usage = client.get(prompt).get_json()["usage"]
+    assert delta("aigen_upstream_tokens_total", model="local-echo", kind="prompt") == usage["prompt_tokens"]
+    completion = delta("aigen_upstream_tokens_total", model="local-echo", kind="completion")
+    assert completion == usage["completion_tokens"] > 0
 
 
 def test_the_readme_import_path_counts_the_same_metrics(client):
