@@ -125,9 +125,17 @@ class RedisStore:
         entry = None
         if raw is not None:
             decoded, entry = self.decode(raw)
-            if not decoded or entry is None or len(entry) < 4 or tuple(entry[3]) != stamp:
+            if not decoded:  # the public way: only the backend's own GET decodes it
+                entry = self._get_own(key)
+            if entry is None or len(entry) < 4 or tuple(entry[3]) != stamp:
                 entry = None  # computed before a write to its prefix or group: as if never stored
         return entry, stamp
+
+    def _get_own(self, key: str) -> Entry | None:
+        try:
+            return self.backend.get(key)
+        except REDIS_ERRORS as exc:
+            raise self._down(exc) from exc
 
     def advance(self, prefix: str, pattern: str, ttl_s: int) -> None:
         """A write changed what `prefix` + `pattern` holds: every entry stamped before it is invalid,
