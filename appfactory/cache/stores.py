@@ -92,6 +92,7 @@ class RedisStore:
         self.failure_prefix = f"{namespace}:failed:"
         self.index_prefix = f"{namespace}:index:"
         self.version_prefix = f"{namespace}:version:"
+        self.live_prefix = f"{namespace}:live:"  # streams followed live (blueprints/ai/relay.py)
         self._release = client.register_script(_RELEASE)
         self._renew = client.register_script(_RENEW)
         self._held: dict[str, str] = {}  # lock key -> token, renewed while the computation runs

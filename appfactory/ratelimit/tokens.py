@@ -147,7 +147,7 @@ class TokenBudgets:
         """Hold `amount` tokens of `who`'s budget, or raise BudgetSpent. Nothing is held without a
         budget (settling still counts the use, for `flask keys usage`)."""
         now = time.time()
-        starts = tuple(int(now // size * size) for _, size in WINDOWS)
+        starts = _starts(now)
         reservation = Reservation(who, budget, 0, starts, shared=self._use_redis())
         if not budget:
             return reservation
@@ -196,10 +196,9 @@ class TokenBudgets:
     def usage(self, who: str) -> dict[str, int]:
         """What `who` has used in the current minute and day (reservations in flight included)."""
         now = time.time()
-        starts = tuple(int(now // size * size) for _, size in WINDOWS)
-        keys, _ = self._counters(who, starts, now)
+        keys, _ = self._counters(who, _starts(now), now)
         if self.client is not None:
-            values = [self.client.get(key) for key in keys]
+            values = self.client.mget(keys)  # one hash slot: one command on Cluster too
         else:
             with self._lock:
                 values = [self._memory.get(key, (0, 0.0))[0] for key in keys]
@@ -271,6 +270,11 @@ class TokenBudgets:
     def _current(self, key: str) -> int:
         value, expires = self._memory.get(key, (0, 0.0))
         return value if expires > time.monotonic() else 0
+
+
+def _starts(now: float) -> tuple[int, ...]:
+    """Each window's start (Unix seconds) at `now`."""
+    return tuple(int(now // size * size) for _, size in WINDOWS)
 
 
 def _interleave(limits: list[int], ttls: list[int]) -> list[int]:

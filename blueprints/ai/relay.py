@@ -61,7 +61,7 @@ class RedisRelay:
 
 
 def live_stream(store: RedisStore, key: str, token: str) -> str:
-    return f"{store.entry_prefix.rsplit(':cache:', 1)[0]}:live:{key}:{token}"
+    return f"{store.live_prefix}{key}:{token}"
 
 
 def follow_redis(store: RedisStore, key: str, block_ms: int) -> Iterator[Event]:

@@ -53,22 +53,15 @@ def stream(
     leads, which stores the result once it ended, or the one an identical request leads)."""
     provider = current_app.extensions["ai_provider"]
     model = model or provider.default_model
-    parts = (audience(), provider.name, provider.upstream, model, prompt, max_tokens, temperature)
-    key = _complete.entry_key(*parts)
+    key = entry_key(prompt, model, max_tokens, temperature)
     if (found := streaming.cached("ai", key)) is not None:
         return found, None
     chat = Chat(messages=(("user", prompt),), model=model, max_tokens=max_tokens, temperature=temperature)
 
-    def opened() -> Admitted:
-        meter = usage.Meter(model, usage.estimate(prompt), max_tokens)
-        span = tracing.model_stream(provider.name, model, max_tokens, temperature, provider.upstream)
-        with span:
-            return current_app.extensions["ai_guard"].open_stream(lambda: provider.stream(chat), meter, span)
-
     def result(sent: list[str], pieces: Admitted) -> dict[str, Any]:
         return _result(prompt, model, provider.name, "".join(sent), pieces.meter) | {"pieces": sent}
 
-    return None, streaming.lead_or_follow("ai", key, opened, result)
+    return None, streaming.lead_or_follow("ai", key, lambda: streaming.open_chat(chat), result)
 
 
 def answer_of(result: dict[str, Any], cached: bool) -> dict[str, Any]:
@@ -99,8 +92,7 @@ def _usage(result: dict[str, Any], cached: bool) -> dict[str, Any]:
     if kept is None:
         figures = Usage(usage.estimate(result["prompt"]), usage.estimate(result["text"]))
         return usage.as_fields(figures, estimated=True, upstream=not cached)
-    figures = Usage(kept["prompt_tokens"], kept["completion_tokens"])
-    return usage.as_fields(figures, estimated=kept["estimated"], upstream=not cached)
+    return usage.fields_of(kept, cached)
 
 
 @cache_call(ttl="AI_CACHE_TTL", key_prefix="ai")
@@ -137,7 +129,7 @@ def _result(prompt: str, model: str, provider_name: str, text: str, meter: usage
         "provider": provider_name,
         "text": text,
         "generated_at": datetime.now(UTC).isoformat(),
-        "usage": {**meter.usage._asdict(), "estimated": meter.estimated},
+        "usage": meter.kept(),
     }
 
 

@@ -20,9 +20,11 @@ from flask import Response, current_app, stream_with_context
 from appfactory.cache.control import request_control
 from appfactory.cache.flow import ResponseCache
 from appfactory.cache.outcomes import HIT, MISS, note_detail, note_status
+from appfactory.observability import tracing
 from appfactory.web.errors import ApiError
-from blueprints.ai import relay
+from blueprints.ai import relay, usage
 from blueprints.ai.guard import Admitted
+from blueprints.ai.providers.base import Chat
 
 CUT = "stream_cut"  # a leader's client left with nobody following: a late follower takes over
 Opener = Callable[[], Admitted]
@@ -229,6 +231,17 @@ def lead(
     return Live(state, prefix, key, token, pieces, entry_of)
 
 
+def open_chat(chat: Chat) -> Admitted:
+    """The model's stream of `chat`, admitted by the guard: its tokens metered, one `chat` span."""
+    provider = current_app.extensions["ai_provider"]
+    meter = usage.Meter(chat.model, usage.estimate_prompt(text for _, text in chat.messages), chat.max_tokens)
+    span = tracing.model_stream(
+        provider.name, chat.model, chat.max_tokens, chat.temperature, provider.upstream
+    )
+    with span:
+        return current_app.extensions["ai_guard"].open_stream(lambda: provider.stream(chat), meter, span)
+
+
 def cached(prefix: str, key: str) -> dict[str, Any] | None:
     """A stored answer to replay, as the request's Cache-Control allows (`only-if-cached` without one:
     504); None: the answer streams from the model."""
@@ -240,14 +253,15 @@ def lead_or_follow(prefix: str, key: str, opener: Opener, entry_of: EntryOf) -> 
     """This request's stream of `key`: the one it leads, or the one it follows (noted as collapsed).
     `Cache-Control: no-store`: a model call of its own, neither shared nor stored."""
     state: ResponseCache = current_app.extensions["response_cache"]
+    control = request_control()
     note_status(MISS)
-    if request_control().no_store:
+    if control.no_store:
         return Live(state, prefix, key, None, opener(), entry_of, stores=False)
     live = lead(prefix, key, opener, entry_of, state)
     if live is not None:
         return live
     note_status(HIT)
-    note_detail("fwd=request" if not request_control().plain else "fwd=uri-miss", "collapsed")
+    note_detail("fwd=uri-miss" if control.plain else "fwd=request", "collapsed")
     return Follower(state, prefix, key, opener, entry_of)
 
 

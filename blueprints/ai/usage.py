@@ -44,6 +44,12 @@ def as_fields(usage: Usage, estimated: bool, upstream: bool) -> dict[str, Any]:
     }
 
 
+def fields_of(kept: dict[str, Any], cached: bool) -> dict[str, Any]:
+    """The `usage` object of an answer from what its entry kept (`Meter.kept`)."""
+    figures = Usage(kept["prompt_tokens"], kept["completion_tokens"])
+    return as_fields(figures, estimated=kept.get("estimated", True), upstream=not cached)
+
+
 def caller_budget() -> Budget:
     """The presented key's own budgets where it has them, else AI_TOKENS_PER_MINUTE / _PER_DAY."""
     config = current_app.config
@@ -68,6 +74,10 @@ class Meter:
         self.estimated = True
         self._held: Reservation | None = None
         self._budgets = None  # kept: a stream settles from its response's close, after the request
+
+    def kept(self) -> dict[str, Any]:
+        """What a cache entry keeps of the settled usage (`fields_of` answers from it)."""
+        return {**self.usage._asdict(), "estimated": self.estimated}
 
     def reserve(self) -> None:
         """Hold the worst case, or refuse the call: 429 when the budget is spent. Outside a request

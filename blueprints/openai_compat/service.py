@@ -13,10 +13,9 @@ import orjson
 from flask import current_app
 
 from appfactory.cache import cache_call
-from appfactory.observability import tracing
 from blueprints.ai import streaming, usage
 from blueprints.ai.guard import Admitted
-from blueprints.ai.providers.base import Chat, Usage
+from blueprints.ai.providers.base import Chat
 from blueprints.ai.service import audience
 
 PREFIX = "chat"
@@ -26,17 +25,6 @@ def completion_id() -> str:
     return f"chatcmpl-{uuid.uuid4().hex[:24]}"
 
 
-def _open(chat: Chat) -> Admitted:
-    """The model's stream of this chat, admitted by the guard (its tokens metered)."""
-    provider = current_app.extensions["ai_provider"]
-    meter = usage.Meter(chat.model, usage.estimate_prompt(text for _, text in chat.messages), chat.max_tokens)
-    span = tracing.model_stream(
-        provider.name, chat.model, chat.max_tokens, chat.temperature, provider.upstream
-    )
-    with span:
-        return current_app.extensions["ai_guard"].open_stream(lambda: provider.stream(chat), meter, span)
-
-
 def _entry(chat: Chat, pieces: list[str], admitted: Admitted) -> dict[str, Any]:
     """What the cache keeps of a completed stream: its pieces and what the model charged."""
     return {
@@ -44,15 +32,13 @@ def _entry(chat: Chat, pieces: list[str], admitted: Admitted) -> dict[str, Any]:
         "model": chat.model,
         "pieces": pieces,
         "finish_reason": "stop",
-        "usage": {**admitted.usage._asdict(), "estimated": admitted.meter.estimated},
+        "usage": admitted.meter.kept(),
     }
 
 
 def usage_of(entry: dict[str, Any], cached: bool) -> dict[str, Any]:
     """The answer's `usage`: the model's charge when the entry was made; `upstream_tokens` 0 on a HIT."""
-    kept = entry["usage"]
-    figures = Usage(kept["prompt_tokens"], kept["completion_tokens"])
-    return usage.as_fields(figures, estimated=kept.get("estimated", True), upstream=not cached)
+    return usage.fields_of(entry["usage"], cached)
 
 
 def complete(chat: Chat) -> dict[str, Any]:
@@ -70,7 +56,10 @@ def stream(chat: Chat) -> streaming.Live | streaming.Follower:
     """The model's live stream of this chat: the one this request leads (admitted: a refusal raises
     here), or the one an identical request leads, followed as it comes."""
     return streaming.lead_or_follow(
-        PREFIX, _entry_key(chat), lambda: _open(chat), lambda sent, pieces: _entry(chat, sent, pieces)
+        PREFIX,
+        _entry_key(chat),
+        lambda: streaming.open_chat(chat),
+        lambda sent, pieces: _entry(chat, sent, pieces),
     )
 
 
@@ -81,7 +70,7 @@ def _entry_key(chat: Chat) -> str:
 
 @cache_call(ttl="AI_CACHE_TTL", key_prefix=PREFIX, key=lambda *parts: _digest(parts))
 def _collected(audience_: str, provider_name: str, upstream: str, chat: Chat) -> dict[str, Any]:
-    pieces = _open(chat)
+    pieces = streaming.open_chat(chat)
     try:
         return _entry(chat, list(pieces), pieces)
     finally:
